@@ -1,0 +1,28 @@
+# Two commands on a fresh machine with Python 3.11 and make:
+#   make run-demo    make test
+# The first run creates .venv/ and installs requirements.txt; a stamp file makes
+# later runs skip that step until requirements.txt changes.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run-demo test clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+run-demo: $(STAMP)
+	$(PY) scripts/run_demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf runs .pytest_cache
