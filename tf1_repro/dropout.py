@@ -15,9 +15,11 @@ keep_prob.
 
 ``source_formula_dropout`` is the TensorFlow 1.x source the article quotes
 (``floor(keep_prob + uniform)`` mask, ``div(x, keep_prob) * binary_tensor``);
-with the same op seed it is bitwise equal to ``inverted_dropout`` for
-0.5 <= keep_prob <= 1, where ``1 - (1 - keep_prob) == keep_prob`` exactly in
-float32 (below 0.5 the two can differ by rounding in rare elements).
+with the same op seed it draws the same mask as ``inverted_dropout`` and is
+bitwise equal to it whenever ``1 - (1 - keep_prob) == keep_prob`` in float32
+(today's ``tf.nn.dropout`` divides by ``1 - rate``): always for
+keep_prob >= 0.5; for some smaller values (0.1, 0.2, 0.4) kept values differ
+by one rounding of the divisor.
 """
 
 import tensorflow.compat.v1 as tf

@@ -30,7 +30,7 @@ def quiet_environment():
     return "tensorflow" not in sys.modules
 
 
-def _import_tensorflow_quietly():
+def import_tensorflow_quietly():
     """Import TensorFlow with stderr captured; replay every line but the info noise.
 
     Some start-up info lines are written by C++ before ``TF_CPP_MIN_LOG_LEVEL``
@@ -60,7 +60,7 @@ def _import_tensorflow_quietly():
 def use_tf1_behavior():
     """Import TensorFlow quietly, ``disable_v2_behavior()``, silence deprecation chatter."""
     quiet_environment()
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
     from tensorflow.python.util import deprecation  # pylint: disable=import-outside-toplevel
 
