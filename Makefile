@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run-demo test clean
+.PHONY: venv run-demo test experiments clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,9 @@ $(STAMP): requirements.txt
 
 run-demo: $(STAMP)
 	$(PY) scripts/run_demo.py
+
+experiments: $(STAMP)
+	$(PY) -m tf1_repro experiment --all --out-dir runs/experiments --logdir runs/tensorboard --plot runs/plots
 
 test: $(STAMP)
 	$(PY) -m pytest

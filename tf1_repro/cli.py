@@ -7,6 +7,7 @@ behaviour and without its start-up log.
 
 import argparse
 import json
+import os
 import sys
 
 from tf1_repro import runtime
@@ -72,11 +73,102 @@ def _run_demo(args):
     return 0
 
 
-def _write_json(path, payload):
+def _add_experiment(commands):
+    p = commands.add_parser(
+        "experiment", help="run a named feed_dict experiment (--list shows them)",
+        description="Run one experiment (NAME), all of them (--all), or list them (--list).")
+    p.add_argument("name", nargs="?", metavar="NAME", help="experiment name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments with their claims")
+    p.add_argument("--all", action="store_true", help="run every experiment with its defaults")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter (repeatable); lists are comma-separated")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON (one experiment)")
+    p.add_argument("--out-dir", metavar="DIR", help="with --all: write NAME.json, summary.json, summary.md")
+    p.add_argument("--logdir", metavar="DIR", help="write TensorBoard event files under DIR/NAME")
+    p.add_argument("--plot", metavar="DIR", help="write PNG figures (needs matplotlib)")
+    p.set_defaults(run=_run_experiment)
+
+
+def _parse_sets(items):
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"python -m tf1_repro experiment: error: argument --set: must be "
+                             f"KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _run_experiment(args):
+    from tf1_repro import experiments  # pylint: disable=import-outside-toplevel
+    prog = "python -m tf1_repro experiment"
+    if args.list:
+        width = max(len(n) for n in experiments.NAMES)
+        for name in experiments.NAMES:
+            e = experiments.get(name)
+            params = ", ".join(f"{p.name}={p.default}" for p in e.params)
+            print(f"{name:<{width}}  {e.claim}\n{'':<{width}}  params: {params}")
+        return 0
+    if args.all == bool(args.name):
+        raise UsageError(f"{prog}: error: give one NAME, --all or --list (see --help)")
+    overrides = _parse_sets(args.set)
+    names = experiments.NAMES if args.all else [args.name]
+    try:
+        for name in names:
+            experiments.get(name).resolve(overrides if not args.all else None)
+        if args.all and overrides:
+            raise ValueError("--set applies to one NAME, not to --all")
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"{prog}: error: {err}") from None
+    plot_dir = args.plot
+    if plot_dir:
+        from tf1_repro import plots  # pylint: disable=import-outside-toplevel
+        if not plots.available():
+            print(plots.INSTALL_HINT)
+            plot_dir = None
+    payloads = []
+    for name in names:
+        payload = experiments.run_experiment(name, overrides, seed=args.seed, logdir=args.logdir,
+                                             plot_dir=plot_dir)
+        print(experiments.format_result(payload))
+        print()
+        payloads.append(payload)
+    if args.json and not args.all:
+        _write_json(args.json, payloads[0])
+    if args.all:
+        _write_summary(payloads, args.out_dir)
+    return 0
+
+
+def _write_summary(payloads, out_dir):
+    from tf1_repro import experiments  # pylint: disable=import-outside-toplevel
+    headers = ["experiment", "claim", "measured", "expected", "tolerance", "holds"]
+    rows = experiments.summary_rows(payloads)
+    held = sum(r[-1] == "✓" for r in rows)
+    print(f"Summary: {held}/{len(rows)} claims hold")
+    print(experiments.format_table(headers, rows))
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        for payload in payloads:
+            _write_json(os.path.join(out_dir, payload["experiment"] + ".json"), payload, quiet=True)
+        _write_json(os.path.join(out_dir, "summary.json"),
+                    {"claims_total": len(rows), "claims_holding": held,
+                     "rows": [dict(zip(headers, r)) for r in rows]}, quiet=True)
+        with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
+            f.write("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n")
+            for r in rows:
+                f.write("| " + " | ".join(experiments.format_value(v) for v in r) + " |\n")
+        print(f"wrote {out_dir}/summary.md, summary.json and one JSON per experiment")
+
+
+def _write_json(path, payload, quiet=False):
     if path:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2)
-        print(f"wrote {path}")
+        if not quiet:
+            print(f"wrote {path}")
 
 
 def build_parser():
@@ -84,6 +176,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     _add_demo(commands)
+    _add_experiment(commands)
     return parser
 
 

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro import data
+from tf1_repro import data, training
 from tf1_repro.bn import bn_variables
 from tf1_repro.feed import SingleSampleTrainingWarning
 from tf1_repro.model import ArticleModel
@@ -55,7 +55,9 @@ def run_demo(steps=300, batch_size=64, keep_prob=0.8, seed=0, test_size=1024, ou
         graph.finalize()
         with tf.Session(graph=graph) as sess:
             sess.run(model.init_op)
-            report["train"] = _train(sess, model, dataset, steps, batch_size, keep_prob, seed, log)
+            report["train"] = training.train(sess, model, dataset, steps, batch_size, keep_prob,
+                                             seed, log=log)
+            del report["train"]["losses"]
             checkpoint = model.saver.save(sess, os.path.join(out_dir, "model.ckpt"),
                                           global_step=model.global_step)
             report["checkpoint"] = checkpoint
@@ -159,22 +161,6 @@ def _holds(r, moving_decay):
         and c["distinct_predictions"] == 1,
         "checkpoint_reload_matches": r["reloaded_single_vs_batch_max_diff"] <= 1e-5,
     }
-
-
-def _train(sess, model, dataset, steps, batch_size, keep_prob, seed, log):
-    started = time.perf_counter()
-    every = max(1, steps // 5)
-    losses = []
-    for step in range(steps):
-        x, y = data.train_batch(dataset, batch_size, seed, step)
-        loss, accuracy = model.train_step(sess, x, y, keep_prob, step=step)
-        losses.append(loss)
-        if (step + 1) % every == 0 or step + 1 == steps:
-            rate = (step + 1) / (time.perf_counter() - started)
-            log(f"step {step + 1:5d}/{steps}  loss {loss:.3f}  batch accuracy {accuracy:.3f}  "
-                f"{rate:,.0f} steps/s")
-    return {"first_loss": losses[0], "last_loss": losses[-1],
-            "seconds": time.perf_counter() - started}
 
 
 def _mark(holds):

@@ -12,6 +12,10 @@ which refuses bad values before they reach the graph.
 
     x -> bn_input -> fc1 (no bias) -> bn_hidden -> relu -> dropout -> logits
 
+or, with ``dropout_before_bn=True`` (the variance-shift set-up of Li et al., 2019)::
+
+    x -> bn_input -> fc1 (no bias) -> relu -> dropout -> bn_hidden -> logits
+
 ``kind='conv'`` ([N, H, W, C] inputs)::
 
     x -> conv1 3x3 (no bias) -> bn_conv -> relu -> dropout -> mean over H, W -> logits
@@ -59,12 +63,13 @@ class ArticleModel:
       learning_rate: Adam's step size.
       moving_decay, eps: passed to every BN layer.
       seed: op-level seed of the initialisers and of the dropout mask.
+      dropout_before_bn: dense only: put dropout before bn_hidden instead of after it.
       bn: the BN builder, ``bn(inputs, training, name, moving_decay, eps)``;
         the article's ``bn_layer`` unless another is given (to compare layers).
     """
 
     def __init__(self, input_shape, num_classes, kind="dense", width=32, learning_rate=0.01,
-                 moving_decay=0.9, eps=1e-5, seed=0, bn=bn_layer):
+                 moving_decay=0.9, eps=1e-5, seed=0, bn=bn_layer, dropout_before_bn=False):
         if kind not in KINDS:
             raise ValueError(f"ArticleModel: kind must be one of {KINDS}, got {kind!r}")
         input_shape = tuple(input_shape)
@@ -79,18 +84,30 @@ class ArticleModel:
         self.y = tf.placeholder(tf.int64, [None], name="y")
         self.training = tf.placeholder(tf.bool, name="training")
         self.keep_prob = keep_prob_placeholder()
-        self.bn_outputs = {}
+        if dropout_before_bn and kind != "dense":
+            raise ValueError("ArticleModel: dropout_before_bn must be False for kind='conv', got True")
+        self.bn_inputs, self.bn_outputs = {}, {}  # layer name -> tensor, in build order
 
         def norm(inputs, name):
+            self.bn_inputs[name] = inputs
             self.bn_outputs[name] = bn(inputs, self.training, name, moving_decay, eps)
             return self.bn_outputs[name]
 
+        def drop(inputs):
+            return inverted_dropout(inputs, self.keep_prob, seed=seed + 1)
+
         if kind == "dense":
             h = norm(self.x, "bn_input")
-            h = norm(_dense(h, width, "fc1", use_bias=False, seed=seed), "bn_hidden")
+            h = _dense(h, width, "fc1", use_bias=False, seed=seed)
+            if dropout_before_bn:
+                self.features = tf.nn.relu(h)
+                h = norm(drop(self.features), "bn_hidden")
+            else:
+                self.features = tf.nn.relu(norm(h, "bn_hidden"))
+                h = drop(self.features)
         else:
-            h = norm(_conv3x3(self.x, width, "conv1", seed=seed), "bn_conv")
-        h = inverted_dropout(tf.nn.relu(h), self.keep_prob, seed=seed + 1)
+            self.features = tf.nn.relu(norm(_conv3x3(self.x, width, "conv1", seed=seed), "bn_conv"))
+            h = drop(self.features)
         if kind == "conv":
             h = tf.reduce_mean(h, axis=[1, 2])
         self.logits = _dense(h, num_classes, "logits", use_bias=True, seed=seed + 2)
