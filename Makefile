@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run-demo test experiments clean
+.PHONY: venv run-demo test experiments compare clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,9 @@ run-demo: $(STAMP)
 
 experiments: $(STAMP)
 	$(PY) -m tf1_repro experiment --all --out-dir runs/experiments --logdir runs/tensorboard --plot runs/plots
+
+compare: $(STAMP)
+	$(PY) -m tf1_repro compare --json runs/compare.json
 
 test: $(STAMP)
 	$(PY) -m pytest

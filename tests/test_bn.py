@@ -255,3 +255,9 @@ def test_a_second_layer_with_a_used_name_is_refused_with_advice(graph, sess, var
     assert len(graph.get_operations()) == ops_before
     assert_same_values(before, variable_values(sess))
     bn_layer(x, True, name="bn_2")  # the advice works
+
+
+def test_the_packages_verbatim_copy_is_the_oracles_text():
+    import inspect
+    from tf1_repro import article
+    assert inspect.getsource(article.bn_layer) == inspect.getsource(article_code.bn_layer)

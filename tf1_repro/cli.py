@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from tf1_repro import runtime
 
@@ -163,6 +164,25 @@ def _write_summary(payloads, out_dir):
         print(f"wrote {out_dir}/summary.md, summary.json and one JSON per experiment")
 
 
+def _add_compare(commands):
+    p = commands.add_parser("compare", help="the article's layer vs tf.layers, Keras, the fused "
+                            "kernel and NumPy on one schedule of fed batches")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fed batches (default 0)")
+    p.add_argument("--train-steps", type=positive_int, default=20, help="training steps (default 20)")
+    p.add_argument("--json", metavar="OUT", help="write the comparison as JSON")
+    p.set_defaults(run=_run_compare)
+
+
+def _run_compare(args):
+    from tf1_repro import compare  # pylint: disable=import-outside-toplevel
+    with warnings.catch_warnings():  # tf.layers' deprecation notice
+        warnings.simplefilter("ignore", UserWarning)
+        result = compare.compare(seed=args.seed, train_steps=args.train_steps)
+    print(compare.format_compare(result))
+    _write_json(args.json, result)
+    return 0
+
+
 def _write_json(path, payload, quiet=False):
     if path:
         with open(path, "w", encoding="utf-8") as f:
@@ -177,6 +197,7 @@ def build_parser():
     commands.required = True
     _add_demo(commands)
     _add_experiment(commands)
+    _add_compare(commands)
     return parser
 
 
