@@ -68,49 +68,40 @@ def test_holds_is_computed_from_the_numbers():
     assert Claim("a", "", 1.0, 2.0, relation=">=").to_dict()["relation"] == ">="
 
 
-def leaky_bn(inputs, training, name="bn", moving_decay=0.9, eps=1e-5):
-    """A wrong layer: ema.apply built outside the tf.cond, so the EMA also updates at inference."""
-    shape = inputs.shape
-    with tf.variable_scope(name):
-        gamma = tf.get_variable("gamma", shape[-1], initializer=tf.constant_initializer(1))
-        beta = tf.get_variable("beat", shape[-1], initializer=tf.constant_initializer(0))
-        batch_mean, batch_var = tf.nn.moments(inputs, list(range(len(shape) - 1)), name="moments")
-        ema = tf.train.ExponentialMovingAverage(moving_decay, name="ema")
-        ema_apply_op = ema.apply([batch_mean, batch_var])
-        with tf.control_dependencies([ema_apply_op]):
-            mean, var = tf.cond(tf.equal(training, True),
-                                lambda: (tf.identity(batch_mean), tf.identity(batch_var)),
-                                lambda: (tf.identity(ema.average(batch_mean)),
-                                         tf.identity(ema.average(batch_var))))
-        return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, eps)
+def _wrong_bn(ema_outside_cond=False, zero_debias=False):
+    """The article's layer with one bug, same variable names (the experiments find them by name):
+    ema.apply outside the tf.cond (the EMA also updates at prediction), or zero-debiased shadows."""
+    def build(inputs, training, name="bn", moving_decay=0.9, eps=1e-5):
+        shape = inputs.shape
+        with tf.variable_scope(name):
+            gamma = tf.get_variable("gamma", shape[-1], initializer=tf.constant_initializer(1))
+            beta = tf.get_variable("beat", shape[-1], initializer=tf.constant_initializer(0))
+            batch_mean, batch_var = tf.nn.moments(inputs, list(range(len(shape) - 1)), name="moments")
+            ema = tf.train.ExponentialMovingAverage(moving_decay, name="ema", zero_debias=zero_debias)
+            outside = [ema.apply([batch_mean, batch_var])] if ema_outside_cond else []
+
+            def update():
+                inside = [] if ema_outside_cond else [ema.apply([batch_mean, batch_var])]
+                with tf.control_dependencies(inside):
+                    return tf.identity(batch_mean), tf.identity(batch_var)
+            with tf.control_dependencies(outside):
+                mean, var = tf.cond(tf.equal(training, True), update,
+                                    lambda: (tf.identity(ema.average(batch_mean)),
+                                             tf.identity(ema.average(batch_var))))
+            return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, eps)
+    return build
 
 
 def test_a_wrong_layer_fails_the_inference_claim():
-    payload = experiments.run_experiment("train-vs-inference", SMALL["train-vs-inference"], bn=leaky_bn)
+    payload = experiments.run_experiment("train-vs-inference", SMALL["train-vs-inference"],
+                                         bn=_wrong_bn(ema_outside_cond=True))
     claims = {c["id"]: c for c in payload["claims"]}
     assert not claims["inference-batch-independent"]["holds"]
     assert claims["inference-batch-independent"]["measured"] > 1e3 * claims["inference-batch-independent"]["tolerance"]
 
 
-def debiased_bn(inputs, training, name="bn", moving_decay=0.9, eps=1e-5):
-    """Another wrong layer: zero-debiased shadows (the EMA reaches the mean at once)."""
-    shape = inputs.shape
-    with tf.variable_scope(name):
-        gamma = tf.get_variable("gamma", shape[-1], initializer=tf.constant_initializer(1))
-        beta = tf.get_variable("beat", shape[-1], initializer=tf.constant_initializer(0))
-        batch_mean, batch_var = tf.nn.moments(inputs, list(range(len(shape) - 1)), name="moments")
-        ema = tf.train.ExponentialMovingAverage(moving_decay, name="ema", zero_debias=True)
-
-        def update():
-            with tf.control_dependencies([ema.apply([batch_mean, batch_var])]):
-                return tf.identity(batch_mean), tf.identity(batch_var)
-        mean, var = tf.cond(tf.equal(training, True), update,
-                            lambda: (ema.average(batch_mean), ema.average(batch_var)))
-        return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, eps)
-
-
 def test_zero_debiasing_fails_the_zero_init_claim():
-    payload = experiments.run_experiment("ema-bias", SMALL["ema-bias"], bn=debiased_bn)
+    payload = experiments.run_experiment("ema-bias", SMALL["ema-bias"], bn=_wrong_bn(zero_debias=True))
     claims = {c["id"]: c["holds"] for c in payload["claims"]}
     assert not claims["zero-init-bias"] and not claims["ema-matches-recurrence"]
 

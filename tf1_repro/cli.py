@@ -183,6 +183,124 @@ def _run_compare(args):
     return 0
 
 
+def input_shape(text):
+    try:
+        dims = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be N,...,C (integers), got {text!r}") from None
+    if len(dims) < 2 or any(d < 1 for d in dims) or dims[0] % 2:
+        raise argparse.ArgumentTypeError(
+            f"must be N,...,C with rank >= 2, positive sizes and an even batch size N, got {text!r}")
+    return dims
+
+
+def _add_audits(commands):
+    p = commands.add_parser("audit", help="audit any BN builder FUNC(inputs, training) against "
+                            "the article's layer")
+    p.add_argument("builder", metavar="PATH.py:FUNC")
+    p.add_argument("--python-bool", action="store_true",
+                   help="FUNC takes a Python bool: call it with True, then False, in one graph")
+    p.add_argument("--input-shape", type=input_shape, default=(8, 4), metavar="N,...,C",
+                   help="probe batch shape (default 8,4; e.g. 8,2,2,4 for conv/fused layers)")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.set_defaults(run=_run_audit)
+    p = commands.add_parser("audit-dropout", help="audit any dropout builder FUNC(x, keep_prob, "
+                            "training) against the article's convention")
+    p.add_argument("builder", metavar="PATH.py:FUNC")
+    p.add_argument("--keep-prob", type=keep_prob, default=0.8, help="keep_prob in training (0.8)")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.set_defaults(run=_run_audit_dropout)
+
+
+def _load_builder(args, where):
+    from tf1_repro import loader  # pylint: disable=import-outside-toplevel
+    try:
+        return loader.load(args.builder, where)
+    except loader.BuilderError as err:
+        raise UsageError(str(err)) from None
+
+
+def _run_audit(args):
+    from tf1_repro import audit, loader  # pylint: disable=import-outside-toplevel
+    func = _load_builder(args, "audit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            report = audit.audit(func, args.input_shape, args.python_bool)
+    except loader.BuilderError as err:
+        raise UsageError(str(err)) from None
+    verdict = "matches the article's layer" if report["matches_article"] else \
+        "differs from the article's layer"
+    print(f"audit of {args.builder}: {verdict}")
+    print(audit.format_audit(report))
+    _write_json(args.json, report)
+    return 0
+
+
+def _run_audit_dropout(args):
+    from tf1_repro import audit_dropout, loader  # pylint: disable=import-outside-toplevel
+    func = _load_builder(args, "audit-dropout")
+    try:
+        report = audit_dropout.audit_dropout(func, args.keep_prob)
+    except loader.BuilderError as err:
+        raise UsageError(str(err)) from None
+    print(f"audit-dropout of {args.builder} (keep_prob {args.keep_prob:g} in training): "
+          f"{'matches' if report['matches_article'] else 'differs from'} the article's "
+          f"tf.nn.dropout(x, keep_prob)")
+    print(f"  convention       {report['convention']}  (kept units scaled by "
+          f"{'1/keep_prob' if report['convention'] == 'inverted' else '1'})")
+    print(f"  keep_fraction    {report['keep_fraction']:.4f}")
+    for feed, r in report["inference"].items():
+        print(f"  prediction feed {feed:<15} deterministic {r['deterministic']!s:<5}  "
+              f"prediction / mean training output {r['ratio']:.4f}")
+    print(f"  aligned          {report['aligned']}  (feed: {report['aligned_feed']})")
+    for note in audit_dropout.notes(report, args.keep_prob):
+        print(f"  ! {note}")
+    _write_json(args.json, report)
+    return 0
+
+
+def _add_checkpoint_tools(commands):
+    p = commands.add_parser("convert-checkpoint", help="rename BN variables between the article's "
+                            "names and gamma/beta/moving_mean/moving_variance, and verify")
+    p.add_argument("src", metavar="SRC", help="checkpoint prefix or directory")
+    p.add_argument("dst", metavar="DST", help="new checkpoint prefix (must not exist)")
+    p.add_argument("--to", required=True, choices=("keras", "tf-layers", "article"))
+    p.add_argument("--epsilon", type=float, default=1e-5,
+                   help="epsilon the target layers will use (default the article's 1e-5)")
+    p.set_defaults(run=_run_convert)
+    p = commands.add_parser("export", help="SavedModel + frozen GraphDef taking only x")
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="checkpoint directory (with model.json, as the demo writes)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.set_defaults(run=_run_export)
+
+
+def _run_convert(args):
+    from tf1_repro import checkpoints  # pylint: disable=import-outside-toplevel
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            report = checkpoints.convert(args.src, args.dst, args.to, epsilon=args.epsilon)
+    except ValueError as err:
+        raise UsageError(f"python -m tf1_repro {err}") from None
+    print(checkpoints.format_report(report))
+    return 0 if report["ok"] else 1
+
+
+def _run_export(args):
+    from tf1_repro import export  # pylint: disable=import-outside-toplevel
+    try:
+        result = export.export(args.checkpoint, args.out)
+    except ValueError as err:
+        raise UsageError(f"python -m tf1_repro {err}") from None
+    print(f"exported {result['checkpoint']}:\n  SavedModel   {result['saved_model']} "
+          f"(signature serving_default: x -> logits, predictions)\n  frozen graph "
+          f"{result['frozen_graph']} (feed {result['inputs'][0]}, fetch "
+          f"{', '.join(result['outputs'])})")
+    return 0
+
+
 def _write_json(path, payload, quiet=False):
     if path:
         with open(path, "w", encoding="utf-8") as f:
@@ -198,6 +316,8 @@ def build_parser():
     _add_demo(commands)
     _add_experiment(commands)
     _add_compare(commands)
+    _add_audits(commands)
+    _add_checkpoint_tools(commands)
     return parser
 
 

@@ -60,6 +60,7 @@ def run_demo(steps=300, batch_size=64, keep_prob=0.8, seed=0, test_size=1024, ou
             del report["train"]["losses"]
             checkpoint = model.saver.save(sess, os.path.join(out_dir, "model.ckpt"),
                                           global_step=model.global_step)
+            model.save_config(out_dir)
             report["checkpoint"] = checkpoint
 
             # Prediction mode: training=False, keep_prob=1.0.

@@ -25,6 +25,9 @@ beside the data's population moments. The moving-average updates run inside
 the train op, because the article's layer puts them in the ``tf.cond``.
 """
 
+import json
+import os
+
 import tensorflow.compat.v1 as tf
 
 from tf1_repro.bn import bn_layer
@@ -32,6 +35,7 @@ from tf1_repro.dropout import inverted_dropout, keep_prob_placeholder
 from tf1_repro.feed import make_feed
 
 KINDS = ("dense", "conv")
+CONFIG_FILE = "model.json"
 
 
 def _dense(inputs, units, name, use_bias, seed):
@@ -69,7 +73,8 @@ class ArticleModel:
     """
 
     def __init__(self, input_shape, num_classes, kind="dense", width=32, learning_rate=0.01,
-                 moving_decay=0.9, eps=1e-5, seed=0, bn=bn_layer, dropout_before_bn=False):
+                 moving_decay=0.9, eps=1e-5, seed=0, bn=bn_layer, dropout_before_bn=False,
+                 serving=False):
         if kind not in KINDS:
             raise ValueError(f"ArticleModel: kind must be one of {KINDS}, got {kind!r}")
         input_shape = tuple(input_shape)
@@ -80,10 +85,17 @@ class ArticleModel:
                 f"kind={kind!r}, got {input_shape}")
         self.kind = kind
         self.num_classes = num_classes
+        self.config = {"input_shape": list(input_shape), "num_classes": num_classes, "kind": kind,
+                       "width": width, "learning_rate": learning_rate, "moving_decay": moving_decay,
+                       "eps": eps, "seed": seed, "dropout_before_bn": dropout_before_bn}
         self.x = tf.placeholder(tf.float32, (None,) + input_shape, name="x")
         self.y = tf.placeholder(tf.int64, [None], name="y")
-        self.training = tf.placeholder(tf.bool, name="training")
-        self.keep_prob = keep_prob_placeholder()
+        if serving:
+            self.training = tf.placeholder_with_default(False, [], name="training")
+            self.keep_prob = tf.placeholder_with_default(1.0, [], name="keep_prob")
+        else:
+            self.training = tf.placeholder(tf.bool, name="training")
+            self.keep_prob = keep_prob_placeholder()
         if dropout_before_bn and kind != "dense":
             raise ValueError("ArticleModel: dropout_before_bn must be False for kind='conv', got True")
         self.bn_inputs, self.bn_outputs = {}, {}  # layer name -> tensor, in build order
@@ -116,10 +128,25 @@ class ArticleModel:
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.y, logits=self.logits))
         self.accuracy = tf.reduce_mean(tf.cast(tf.equal(self.predictions, self.y), tf.float32))
         self.global_step = tf.train.get_or_create_global_step()
-        self.train_op = tf.train.AdamOptimizer(learning_rate).minimize(
+        self.train_op = None if serving else tf.train.AdamOptimizer(learning_rate).minimize(
             self.loss, global_step=self.global_step)
         self.init_op = tf.global_variables_initializer()
         self.saver = tf.train.Saver(max_to_keep=3)
+
+    def save_config(self, directory):
+        """Write model.json (the constructor's arguments) into a checkpoint directory."""
+        with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(self.config, f, indent=2)
+
+    @staticmethod
+    def load_config(directory):
+        """The constructor's arguments saved by ``save_config``; ValueError if absent."""
+        path = os.path.join(directory, CONFIG_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(f"checkpoint: directory must hold {CONFIG_FILE} (written with the "
+                             f"checkpoint by tf1_repro), got {directory!r} without it")
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
 
     def feed(self, x, *, training, keep_prob, y=None, step=None, check_finite=True):
         """A checked feed_dict (see ``tf1_repro.feed.make_feed``)."""
