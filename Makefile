@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run-demo test experiments compare clean
+.PHONY: venv run-demo test experiments compare bench clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,9 @@ experiments: $(STAMP)
 
 compare: $(STAMP)
 	$(PY) -m tf1_repro compare --json runs/compare.json
+
+bench: $(STAMP)
+	$(PY) -m tf1_repro bench --json runs/bench.json
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -11,6 +11,7 @@ _EXPORTS = {
     "bn_layer": "tf1_repro.bn",
     "bn_variables": "tf1_repro.bn",
     "article_variable_names": "tf1_repro.bn",
+    "fast_bn_layer": "tf1_repro.fast_bn",
     "inverted_dropout": "tf1_repro.dropout",
     "source_formula_dropout": "tf1_repro.dropout",
     "vanilla_dropout": "tf1_repro.dropout",

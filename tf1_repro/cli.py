@@ -301,6 +301,42 @@ def _run_export(args):
     return 0
 
 
+def shape_list(text):
+    shapes = []
+    for part in text.split(";"):
+        try:
+            dims = tuple(int(d) for d in part.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be shapes like 256,1024;64,32,32,64, got {text!r}") from None
+        if len(dims) not in (2, 4) or min(dims) < 2:
+            raise argparse.ArgumentTypeError(
+                f"each shape must be N,C or N,H,W,C with sizes >= 2, got {part!r}")
+        shapes.append(dims)
+    return tuple(shapes)
+
+
+def _add_bench(commands):
+    p = commands.add_parser("bench", help="time the article's layer, fast_bn_layer, the fused "
+                            "kernel, tf.layers and a copy; RSS over a long training loop")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.add_argument("--repeat", type=positive_int, default=25, help="timed rounds (default 25)")
+    p.add_argument("--shapes", type=shape_list, default=None, metavar="S1;S2",
+                   help="shapes, default 256,1024;64,32,32,64")
+    p.add_argument("--hygiene-steps", type=positive_int, default=10_000,
+                   help="training steps of the RSS check (default 10000)")
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args):
+    from tf1_repro import bench  # pylint: disable=import-outside-toplevel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = bench.run(args.shapes or bench.SHAPES, args.repeat, args.hygiene_steps)
+    print(bench.format_bench(result))
+    _write_json(args.json, result)
+    return 0
+
+
 def _write_json(path, payload, quiet=False):
     if path:
         with open(path, "w", encoding="utf-8") as f:
@@ -318,6 +354,7 @@ def build_parser():
     _add_compare(commands)
     _add_audits(commands)
     _add_checkpoint_tools(commands)
+    _add_bench(commands)
     return parser
 
 
