@@ -337,6 +337,58 @@ def _run_bench(args):
     return 0
 
 
+def _add_train(commands):
+    p = commands.add_parser("train", help="train the demo model with checkpoints; resumes from DIR")
+    p.add_argument("--steps", type=positive_int, default=1000, help="train until this step (1000)")
+    p.add_argument("--out", default="runs/train", metavar="DIR", help="checkpoint folder (runs/train)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, initialisers, dropout masks")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="batch size (64)")
+    p.add_argument("--keep-prob", type=keep_prob, default=0.8, help="keep_prob in training (0.8)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=100, metavar="M",
+                   help="save every M steps (100), and at the end or on Ctrl-C")
+    p.add_argument("--no-check-finite", action="store_true",
+                   help="skip the NaN/inf check of each batch (faster)")
+    p.set_defaults(run=_run_train)
+    p = commands.add_parser("predict", help="accuracy of the latest checkpoint on held-out data")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="prediction batch size (256)")
+    p.set_defaults(run=_run_predict)
+
+
+def _stderr(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def _stdout(line):
+    print(line, flush=True)
+
+
+def _run_train(args):
+    from tf1_repro import train  # pylint: disable=import-outside-toplevel
+
+    def log(line):
+        (_stderr if line.startswith(("warning:", "checkpoint ")) else _stdout)(line)
+    train.enable_determinism()
+    try:
+        result = train.train(args.out, args.steps, seed=args.seed, batch_size=args.batch_size,
+                             keep_prob=args.keep_prob, checkpoint_every=args.checkpoint_every,
+                             log=log, check_finite=not args.no_check_finite)
+    except train.TrainError as err:
+        raise UsageError(f"python -m tf1_repro {err}") from None
+    return 130 if result["interrupted"] else 0
+
+
+def _run_predict(args):
+    from tf1_repro import train  # pylint: disable=import-outside-toplevel
+    try:
+        result = train.predict(args.checkpoint, args.batch_size, log=_stderr)
+    except train.TrainError as err:
+        raise UsageError(f"python -m tf1_repro {err}") from None
+    print(f"accuracy {result['accuracy']:.4f} on {result['samples']} held-out samples "
+          f"(training=False, keep_prob=1.0, batches of {result['batch_size']}; {result['checkpoint']})")
+    return 0
+
+
 def _write_json(path, payload, quiet=False):
     if path:
         with open(path, "w", encoding="utf-8") as f:
@@ -355,6 +407,7 @@ def build_parser():
     _add_audits(commands)
     _add_checkpoint_tools(commands)
     _add_bench(commands)
+    _add_train(commands)
     return parser
 
 

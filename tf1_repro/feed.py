@@ -100,6 +100,8 @@ def make_feed(model, x, *, training, keep_prob, y=None, step=None, check_finite=
             f"outputs its beta whatever the sample (the article's point); predict with "
             f"training=False", SingleSampleTrainingWarning, stacklevel=2)
     feed = {model.x: array, model.training: training, model.keep_prob: keep_prob}
+    if getattr(model, "dropout_seed", None) is not None and step is not None:
+        feed[model.dropout_seed] = [model.config["seed"], step]  # the mask: a function of (seed, step)
     if y is not None:
         feed[model.y] = check_labels(y, array.shape[0], getattr(model, "num_classes", None), step)
     return feed

@@ -29,6 +29,7 @@ import json
 import os
 
 import tensorflow.compat.v1 as tf
+from tensorflow import nn as tf2_nn
 
 from tf1_repro.bn import bn_layer
 from tf1_repro.dropout import inverted_dropout, keep_prob_placeholder
@@ -74,7 +75,7 @@ class ArticleModel:
 
     def __init__(self, input_shape, num_classes, kind="dense", width=32, learning_rate=0.01,
                  moving_decay=0.9, eps=1e-5, seed=0, bn=bn_layer, dropout_before_bn=False,
-                 serving=False):
+                 serving=False, dropout_rng="stateful"):
         if kind not in KINDS:
             raise ValueError(f"ArticleModel: kind must be one of {KINDS}, got {kind!r}")
         input_shape = tuple(input_shape)
@@ -87,7 +88,8 @@ class ArticleModel:
         self.num_classes = num_classes
         self.config = {"input_shape": list(input_shape), "num_classes": num_classes, "kind": kind,
                        "width": width, "learning_rate": learning_rate, "moving_decay": moving_decay,
-                       "eps": eps, "seed": seed, "dropout_before_bn": dropout_before_bn}
+                       "eps": eps, "seed": seed, "dropout_before_bn": dropout_before_bn,
+                       "dropout_rng": dropout_rng}
         self.x = tf.placeholder(tf.float32, (None,) + input_shape, name="x")
         self.y = tf.placeholder(tf.int64, [None], name="y")
         if serving:
@@ -96,6 +98,9 @@ class ArticleModel:
         else:
             self.training = tf.placeholder(tf.bool, name="training")
             self.keep_prob = keep_prob_placeholder()
+        if dropout_rng not in ("stateful", "stateless"):
+            raise ValueError(f"ArticleModel: dropout_rng must be 'stateful' or 'stateless', got "
+                             f"{dropout_rng!r}")
         if dropout_before_bn and kind != "dense":
             raise ValueError("ArticleModel: dropout_before_bn must be False for kind='conv', got True")
         self.bn_inputs, self.bn_outputs = {}, {}  # layer name -> tensor, in build order
@@ -105,8 +110,16 @@ class ArticleModel:
             self.bn_outputs[name] = bn(inputs, self.training, name, moving_decay, eps)
             return self.bn_outputs[name]
 
+        self.dropout_seed = None
+        if dropout_rng == "stateless":
+            self.dropout_seed = tf.placeholder_with_default(
+                tf.constant([seed, 0], tf.int64), [2], name="dropout_seed")
+
         def drop(inputs):
-            return inverted_dropout(inputs, self.keep_prob, seed=seed + 1)
+            if self.dropout_seed is None:
+                return inverted_dropout(inputs, self.keep_prob, seed=seed + 1)
+            return tf2_nn.experimental.stateless_dropout(
+                inputs, rate=1.0 - self.keep_prob, seed=self.dropout_seed)
 
         if kind == "dense":
             h = norm(self.x, "bn_input")
