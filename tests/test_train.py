@@ -137,7 +137,7 @@ def test_an_out_path_under_a_file_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_saves_a_final_checkpoint_and_resumes(tmp_path):
-    proc = subprocess.Popen(_cmd(tmp_path, steps=1_000_000, every=1_000_000), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cmd(tmp_path, steps=100_000, every=100_000), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     for line in proc.stdout:
         if line.startswith("step "):
@@ -149,7 +149,7 @@ def test_ctrl_c_saves_a_final_checkpoint_and_resumes(tmp_path):
     assert stopped, out
     step = int(stopped[0].split()[3].rstrip(":"))
     assert (tmp_path / f"model.ckpt-{step}.index").exists()
-    done = _run(_cmd(tmp_path, steps=step + 5, every=1_000_000))
+    done = _run(_cmd(tmp_path, steps=step + 5, every=100_000))
     assert done.returncode == 0 and f"resumed from {tmp_path}/model.ckpt-{step} at step {step}" in done.stdout
 
 

@@ -157,7 +157,7 @@ def train(out, steps, seed=0, batch_size=64, keep_prob=0.8, checkpoint_every=100
                       "losses": []}
             if start >= steps:
                 return result
-            every = max(1, (steps - start) // 20)
+            every = min(500, max(1, (steps - start) // 20))
             started = time.perf_counter()
             with open(os.path.join(out, LOG_FILE), "a", encoding="utf-8") as losses, \
                     warnings.catch_warnings():
@@ -178,6 +178,8 @@ def train(out, steps, seed=0, batch_size=64, keep_prob=0.8, checkpoint_every=100
                             model.saver.save(sess, os.path.join(out, PREFIX), global_step=step + 1)
                 except KeyboardInterrupt:
                     result["interrupted"] = True
+            # the graph's step, not the loop's: a Ctrl-C may land after a train op ran
+            result["step"] = int(sess.run(model.global_step))
             result["checkpoint"] = model.saver.save(sess, os.path.join(out, PREFIX),
                                                     global_step=result["step"])
             if result["interrupted"]:
