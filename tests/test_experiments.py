@@ -7,7 +7,6 @@ import subprocess
 import sys
 import os
 
-import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 

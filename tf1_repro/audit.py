@@ -211,7 +211,7 @@ def _probe(layer, rng):
 
     # 6. Verdict against the article.
     settings = {k: report[k] for k in legacy.ARTICLE_SETTINGS}
-    for key, expected in legacy.ARTICLE_SETTINGS.items():
+    for key in legacy.ARTICLE_SETTINGS:
         if settings[key] is None:
             differences.append(f"{key} could not be measured (no moving statistic follows an EMA "
                                f"of the batch moments): the layer may not keep moving averages")

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro import article, legacy
-from tf1_repro.bn import BETA, GAMMA, MOVING_MEAN_SUFFIX, MOVING_VAR_SUFFIX, article_variable_names
+from tf1_repro.bn import GAMMA, article_variable_names
 
 TARGETS = ("keras", "tf-layers", "article")
 STANDARD = ("gamma", "beta", "moving_mean", "moving_variance")

@@ -29,7 +29,7 @@ def check_inputs(x, placeholder, step=None, check_finite=True):
     try:
         array = np.asarray(x)
     except (TypeError, ValueError) as err:  # ragged lists and the like
-        raise TypeError(f"{where}: x must be a numeric array, got {checks.describe(x)} ({err})")
+        raise TypeError(f"{where}: x must be a numeric array, got {checks.describe(x)} ({err})") from None
     if array.dtype == bool or not (np.issubdtype(array.dtype, np.floating)
                                    or np.issubdtype(array.dtype, np.integer)):
         raise TypeError(

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro import data, training
+from tf1_repro import training
 from tf1_repro.bn import bn_variables
 from tf1_repro.feed import SingleSampleTrainingWarning
 from tf1_repro.model import ArticleModel
