@@ -140,7 +140,7 @@ def _probe(layer, rng):
     warnings, differences = list(layer.notes), []
 
     # 1. Which variables does a training run change, with or without UPDATE_OPS?
-    probe = _batch(shape, 5.0 + c, 4.0 + 0 * c, rng)
+    probe = _batch(shape, 5.0 + c, 4.0, rng)
     layer.reset()
     initial = layer.values()
     layer.run(probe, True, False)
@@ -164,7 +164,7 @@ def _probe(layer, rng):
         layer.run(batch, True, train_with_ops)
         history.append(layer.values())
     trained = history[-1]
-    query = _batch(shape, 1.0 + 0 * c, 2.0 + 0 * c, rng)
+    query = _batch(shape, 1.0, 2.0, rng)
     base = layer.run(query, False, False)
     used = []
     for name in candidates:
@@ -278,7 +278,7 @@ def _epsilon(layer, shape, with_update_ops):
 
 def _batch_independent(layer, trained, query, rng):
     """Each query sample alone, in its batch and in a 3x batch gives the same output."""
-    other = _batch((2 * query.shape[0],) + query.shape[1:], -2.0 + 0 * query.mean(), 9.0, rng)
+    other = _batch((2 * query.shape[0],) + query.shape[1:], -2.0, 9.0, rng)
     layer.load(trained)
     in_batch = layer.run(query, False, False)
     layer.load(trained)
