@@ -49,12 +49,9 @@ def _fused_kernel(x, training):
     mean = tf.get_variable("moving_mean", channels, initializer=tf.zeros_initializer(), trainable=False)
     var = tf.get_variable("moving_variance", channels, initializer=tf.ones_initializer(), trainable=False)
 
-    def run(is_training):
-        out = tf.raw_ops.FusedBatchNormV3(x=nhwc, scale=gamma, offset=beta, mean=mean, variance=var,
-                                          epsilon=EPS, exponential_avg_factor=1.0 - DECAY,
-                                          data_format="NHWC", is_training=is_training)
-        return out
-    out = run(training)
+    out = tf.raw_ops.FusedBatchNormV3(x=nhwc, scale=gamma, offset=beta, mean=mean, variance=var,
+                                      epsilon=EPS, exponential_avg_factor=1.0 - DECAY,
+                                      data_format="NHWC", is_training=training)
     updates = [mean.assign(out.batch_mean), var.assign(out.batch_variance)] if training else []
     return tf.reshape(out.y, tf.shape(x)), updates, (gamma, beta)
 

@@ -115,6 +115,23 @@ def _article_bn_layer(inputs, training, name, moving_decay, eps):
         return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, eps)
 
 
+def make_article_variables(channels):
+    """The layer's four variables with the article's names, made in the current variable scope.
+
+    For builders beside the article's layer (``fast_bn_layer``, the export's
+    ``inference_bn``) that must restore the same checkpoints: gamma (1), beat (0)
+    and the two shadows (0, not trainable) named as ``ExponentialMovingAverage``
+    names them. Returns (gamma, beta, moving_mean, moving_variance).
+    """
+    scope = tf.get_variable_scope().name
+    gamma = tf.get_variable(GAMMA, channels, initializer=tf.constant_initializer(1))
+    beta = tf.get_variable(BETA, channels, initializer=tf.constant_initializer(0))
+    mean, var = (tf.get_variable(f"{scope}/{suffix}", channels, trainable=False,
+                                 initializer=tf.zeros_initializer())
+                 for suffix in (MOVING_MEAN_SUFFIX, MOVING_VAR_SUFFIX))
+    return gamma, beta, mean, var
+
+
 def bn_variables(name="bn", graph=None):
     """The layer's four variables in a graph, found by name, as a dict (see
     ``article_variable_names``); raises ``ValueError`` naming what is missing."""

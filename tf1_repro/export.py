@@ -15,7 +15,7 @@ import os
 
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.bn import BETA, GAMMA, MOVING_MEAN_SUFFIX, MOVING_VAR_SUFFIX
+from tf1_repro.bn import make_article_variables
 from tf1_repro.model import ArticleModel
 
 SAVED_MODEL = "saved_model"
@@ -25,14 +25,8 @@ INPUT, LOGITS, PREDICTIONS = "x:0", "output_logits:0", "output_predictions:0"
 
 def inference_bn(inputs, training, name, moving_decay, eps):  # pylint: disable=unused-argument
     """The article's layer at prediction time only, with its variable names."""
-    channels = inputs.shape[-1]
-    with tf.variable_scope(name) as scope:
-        gamma = tf.get_variable(GAMMA, channels, initializer=tf.constant_initializer(1))
-        beta = tf.get_variable(BETA, channels, initializer=tf.constant_initializer(0))
-        mean = tf.get_variable(f"{scope.name}/{MOVING_MEAN_SUFFIX}", channels, trainable=False,
-                               initializer=tf.zeros_initializer())
-        var = tf.get_variable(f"{scope.name}/{MOVING_VAR_SUFFIX}", channels, trainable=False,
-                              initializer=tf.zeros_initializer())
+    with tf.variable_scope(name):
+        gamma, beta, mean, var = make_article_variables(inputs.shape[-1])
         return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, eps)
 
 

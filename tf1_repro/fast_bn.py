@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro import checks
-from tf1_repro.bn import BETA, GAMMA, MOVING_MEAN_SUFFIX, MOVING_VAR_SUFFIX
+from tf1_repro.bn import BETA, GAMMA, make_article_variables
 
 
 def fast_bn_layer(inputs, training, name="bn", moving_decay=0.9, eps=1e-5):
@@ -40,11 +40,8 @@ def fast_bn_layer(inputs, training, name="bn", moving_decay=0.9, eps=1e-5):
     checks.check_bn_settings(where, moving_decay, eps, name)
     checks.check_scope_is_new(where, name, (GAMMA, BETA))
     channels = inputs.shape[-1]
-    with tf.variable_scope(name) as scope:
-        gamma = tf.get_variable(GAMMA, channels, initializer=tf.constant_initializer(1))
-        beta = tf.get_variable(BETA, channels, initializer=tf.constant_initializer(0))
-        moving_mean = _shadow(f"{scope.name}/{MOVING_MEAN_SUFFIX}", channels)
-        moving_var = _shadow(f"{scope.name}/{MOVING_VAR_SUFFIX}", channels)
+    with tf.variable_scope(name):
+        gamma, beta, moving_mean, moving_var = make_article_variables(channels)
         nhwc = inputs if inputs.shape.ndims == 4 else tf.reshape(inputs, [-1, 1, 1, channels])
 
         def train(x, scale, offset):
@@ -82,10 +79,6 @@ def _switch(tensors, pred, if_true, if_false):
     pairs = [tf.raw_ops.Switch(data=t, pred=pred) for t in tensors]
     falses, trues = [p.output_false for p in pairs], [p.output_true for p in pairs]
     return tf.raw_ops.Merge(inputs=[if_false(*falses), if_true(*trues)]).output
-
-
-def _shadow(name, channels):
-    return tf.get_variable(name, channels, initializer=tf.zeros_initializer(), trainable=False)
 
 
 def _fused(x, gamma, beta, mean, var, eps, is_training):

@@ -51,16 +51,13 @@ def keras_batch_normalization_class():
     return tf_keras.layers.BatchNormalization
 
 
-def _article(x, training):
-    out = article.bn_layer(None, x, training)
-    v = bn_variables("bn")
-    return Built(out, [], v["moving_mean"], v["moving_variance"])
-
-
-def _ours(x, training):
-    out = bn_layer(x, training)
-    v = bn_variables("bn")
-    return Built(out, [], v["moving_mean"], v["moving_variance"])
+def _article_named(layer):
+    """A builder for a layer that makes the article's variables under the name 'bn'."""
+    def build(x, training):
+        out = layer(x, training)
+        v = bn_variables("bn")
+        return Built(out, [], v["moving_mean"], v["moving_variance"])
+    return build
 
 
 def _tf_layers(fused, s):
@@ -134,8 +131,9 @@ def implementations(matched):
     direct = settings(**unbiased) if matched else dict(ARTICLE_SETTINGS, epsilon=1e-3,
                                                        moving_variance_init=1.0, **unbiased)
     return [
-        Implementation("article (verbatim)", dict(ARTICLE_SETTINGS), _article),
-        Implementation("tf1_repro.bn_layer", dict(ARTICLE_SETTINGS), _ours),
+        Implementation("article (verbatim)", dict(ARTICLE_SETTINGS),
+                       _article_named(lambda x, t: article.bn_layer(None, x, t))),
+        Implementation("tf1_repro.bn_layer", dict(ARTICLE_SETTINGS), _article_named(bn_layer)),
         Implementation("tf.layers fused=False", settings(), _tf_layers(False, settings())),
         Implementation("tf.layers fused=True", settings(**unbiased), _tf_layers(True, settings()),
                        bessel),
