@@ -10,7 +10,7 @@ import tensorflow.compat.v1 as tf
 from tensorflow.python.training import moving_averages
 
 import article_code
-from tf1_repro.legacy import tf_layers_batch_normalization
+from tf1_repro.legacy.implementations import tf_layers_batch_normalization
 
 
 def article(inputs, training):

@@ -19,7 +19,7 @@ def run(out_path):
     import tensorflow as tf2  # pylint: disable=import-outside-toplevel
     import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
 
-    from tf1_repro.bn import bn_layer, bn_variables  # pylint: disable=import-outside-toplevel
+    from tf1_repro.layers.bn import bn_layer, bn_variables  # pylint: disable=import-outside-toplevel
 
     rng = np.random.default_rng(7)
     batches = [(2.0 + 3.0 * rng.standard_normal((6, 3, 3, 4))).astype(np.float32) for _ in SCHEDULE]

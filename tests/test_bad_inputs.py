@@ -13,9 +13,9 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import assert_same_values
-from tf1_repro import data
-from tf1_repro.bn import bn_layer
-from tf1_repro.feed import SingleSampleTrainingWarning
+from tf1_repro.model import data
+from tf1_repro.layers.bn import bn_layer
+from tf1_repro.model.feed import SingleSampleTrainingWarning
 from tf1_repro.model import ArticleModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

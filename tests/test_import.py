@@ -6,7 +6,8 @@ import sys
 CODE = """
 import tensorflow as tf
 import tf1_repro
-from tf1_repro import bn_layer, make_feed, ArticleModel, demo, cli, runtime
+from tf1_repro import bn_layer, make_feed, ArticleModel, cli, runtime
+from tf1_repro.model import demo
 print(tf.executing_eagerly(), tf.compat.v1.resource_variables_enabled())
 """
 

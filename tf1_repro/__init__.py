@@ -8,17 +8,17 @@ line, the test setup) call ``tf1_repro.runtime.use_tf1_behavior()``.
 import importlib
 
 _EXPORTS = {
-    "bn_layer": "tf1_repro.bn",
-    "bn_variables": "tf1_repro.bn",
-    "article_variable_names": "tf1_repro.bn",
-    "fast_bn_layer": "tf1_repro.fast_bn",
-    "inverted_dropout": "tf1_repro.dropout",
-    "source_formula_dropout": "tf1_repro.dropout",
-    "vanilla_dropout": "tf1_repro.dropout",
-    "vanilla_dropout_train": "tf1_repro.dropout",
-    "vanilla_dropout_predict": "tf1_repro.dropout",
-    "keep_prob_placeholder": "tf1_repro.dropout",
-    "make_feed": "tf1_repro.feed",
+    "bn_layer": "tf1_repro.layers.bn",
+    "bn_variables": "tf1_repro.layers.bn",
+    "article_variable_names": "tf1_repro.layers.bn",
+    "fast_bn_layer": "tf1_repro.layers.fast_bn",
+    "inverted_dropout": "tf1_repro.layers.dropout",
+    "source_formula_dropout": "tf1_repro.layers.dropout",
+    "vanilla_dropout": "tf1_repro.layers.dropout",
+    "vanilla_dropout_train": "tf1_repro.layers.dropout",
+    "vanilla_dropout_predict": "tf1_repro.layers.dropout",
+    "keep_prob_placeholder": "tf1_repro.layers.dropout",
+    "make_feed": "tf1_repro.model.feed",
     "ArticleModel": "tf1_repro.model",
 }
 

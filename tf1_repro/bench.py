@@ -30,9 +30,10 @@ import time
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro import data, legacy
-from tf1_repro.bn import bn_layer, bn_variables
-from tf1_repro.fast_bn import fast_bn_layer
+from tf1_repro.model import data
+from tf1_repro.legacy import implementations as legacy
+from tf1_repro.layers.bn import bn_layer, bn_variables
+from tf1_repro.layers.fast_bn import fast_bn_layer
 from tf1_repro.model import ArticleModel
 
 SHAPES = ((256, 1024), (64, 32, 32, 64))

@@ -43,7 +43,7 @@ def batch_size(text):
 
 
 def keep_prob(text):
-    from tf1_repro.checks import check_keep_prob  # pylint: disable=import-outside-toplevel
+    from tf1_repro.layers.checks import check_keep_prob  # pylint: disable=import-outside-toplevel
     try:
         value = float(text)
     except ValueError:
@@ -66,7 +66,7 @@ def _add_demo(commands):
 
 
 def _run_demo(args):
-    from tf1_repro import demo  # pylint: disable=import-outside-toplevel
+    from tf1_repro.model import demo  # pylint: disable=import-outside-toplevel
     report = demo.run_demo(steps=args.steps, batch_size=args.batch_size, keep_prob=args.keep_prob,
                            seed=args.seed, out_dir=args.out)
     print(demo.format_report(report))
@@ -125,7 +125,7 @@ def _run_experiment(args):
         raise UsageError(f"{prog}: error: {err}") from None
     plot_dir = args.plot
     if plot_dir:
-        from tf1_repro import plots  # pylint: disable=import-outside-toplevel
+        from tf1_repro.experiments import plots  # pylint: disable=import-outside-toplevel
         if not plots.available():
             print(plots.INSTALL_HINT)
             plot_dir = None
@@ -174,7 +174,7 @@ def _add_compare(commands):
 
 
 def _run_compare(args):
-    from tf1_repro import compare  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import compare  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():  # tf.layers' deprecation notice
         warnings.simplefilter("ignore", UserWarning)
         result = compare.compare(seed=args.seed, train_steps=args.train_steps)
@@ -213,7 +213,7 @@ def _add_audits(commands):
 
 
 def _load_builder(args, where):
-    from tf1_repro import loader  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import loader  # pylint: disable=import-outside-toplevel
     try:
         return loader.load(args.builder, where)
     except loader.BuilderError as err:
@@ -221,7 +221,8 @@ def _load_builder(args, where):
 
 
 def _run_audit(args):
-    from tf1_repro import audit, loader  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import audit  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import loader  # pylint: disable=import-outside-toplevel
     func = _load_builder(args, "audit")
     try:
         with warnings.catch_warnings():
@@ -238,7 +239,8 @@ def _run_audit(args):
 
 
 def _run_audit_dropout(args):
-    from tf1_repro import audit_dropout, loader  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import audit_dropout  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import loader  # pylint: disable=import-outside-toplevel
     func = _load_builder(args, "audit-dropout")
     try:
         report = audit_dropout.audit_dropout(func, args.keep_prob)
@@ -277,7 +279,7 @@ def _add_checkpoint_tools(commands):
 
 
 def _run_convert(args):
-    from tf1_repro import checkpoints  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import checkpoints  # pylint: disable=import-outside-toplevel
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -289,7 +291,7 @@ def _run_convert(args):
 
 
 def _run_export(args):
-    from tf1_repro import export  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import export  # pylint: disable=import-outside-toplevel
     try:
         result = export.export(args.checkpoint, args.out)
     except ValueError as err:
@@ -364,7 +366,7 @@ def _stdout(line):
 
 
 def _run_train(args):
-    from tf1_repro import train  # pylint: disable=import-outside-toplevel
+    from tf1_repro.model import train  # pylint: disable=import-outside-toplevel
 
     def log(line):
         (_stderr if line.startswith(("warning:", "checkpoint ")) else _stdout)(line)
@@ -379,7 +381,7 @@ def _run_train(args):
 
 
 def _run_predict(args):
-    from tf1_repro import train  # pylint: disable=import-outside-toplevel
+    from tf1_repro.model import train  # pylint: disable=import-outside-toplevel
     try:
         result = train.predict(args.checkpoint, args.batch_size, log=_stderr)
     except train.TrainError as err:

@@ -31,7 +31,7 @@ def get(name):
 
 def run_experiment(name, overrides=None, seed=0, bn=None, logdir=None, plot_dir=None, log=None):
     """Run one experiment; ``bn`` replaces the article's layer (it must make the same names)."""
-    from tf1_repro.bn import bn_layer  # pylint: disable=import-outside-toplevel
+    from tf1_repro.layers.bn import bn_layer  # pylint: disable=import-outside-toplevel
     experiment = get(name)
     params = experiment.resolve(overrides)
     started = time.perf_counter()
@@ -48,10 +48,10 @@ def run_experiment(name, overrides=None, seed=0, bn=None, logdir=None, plot_dir=
         "seconds": round(time.perf_counter() - started, 3),
     }
     if logdir:
-        from tf1_repro import tensorboard  # pylint: disable=import-outside-toplevel
+        from tf1_repro.experiments import tensorboard  # pylint: disable=import-outside-toplevel
         payload["logdir"] = tensorboard.write_result(logdir, name, result)
     if plot_dir:
-        from tf1_repro import plots  # pylint: disable=import-outside-toplevel
+        from tf1_repro.experiments import plots  # pylint: disable=import-outside-toplevel
         payload["plots"] = plots.save(plot_dir, name, result.series, log=log)
     return payload
 

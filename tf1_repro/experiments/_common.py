@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro import training
-from tf1_repro.bn import bn_variables
-from tf1_repro.feed import SingleSampleTrainingWarning
+from tf1_repro.model import training
+from tf1_repro.layers.bn import bn_variables
+from tf1_repro.model.feed import SingleSampleTrainingWarning
 from tf1_repro.model import ArticleModel
 
 EPS = 1e-5

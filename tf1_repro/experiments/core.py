@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from tf1_repro import checks
+from tf1_repro.layers import checks
 
 REGISTRY = {}
 

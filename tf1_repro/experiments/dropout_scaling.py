@@ -15,7 +15,7 @@ sqrt(k(1-k) * sum x^2 / M) / (k sum x).
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.dropout import (inverted_dropout, keep_prob_placeholder, source_formula_dropout,
+from tf1_repro.layers.dropout import (inverted_dropout, keep_prob_placeholder, source_formula_dropout,
                                vanilla_dropout_predict, vanilla_dropout_train)
 from tf1_repro.experiments.core import Claim, Param, Result, keep_prob, register
 

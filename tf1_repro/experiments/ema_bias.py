@@ -18,7 +18,7 @@ import math
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro import reference
+from tf1_repro.layers import reference
 from tf1_repro.experiments import _common
 from tf1_repro.experiments.core import (Claim, Param, Result, Series, finite, float32_ulp,
                                         in_open_unit, at_least, positive, register)

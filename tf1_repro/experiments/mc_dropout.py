@@ -17,7 +17,7 @@ per-sample values over the samples.
 
 import numpy as np
 
-from tf1_repro import data
+from tf1_repro.model import data
 from tf1_repro.experiments import _common
 from tf1_repro.experiments.core import Claim, Param, Result, Series, at_least, keep_prob, register
 

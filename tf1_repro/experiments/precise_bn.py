@@ -16,8 +16,8 @@ statistics are not always the more accurate (over seeds 0-12 one of them lost
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro import data
-from tf1_repro.bn import bn_variables
+from tf1_repro.model import data
+from tf1_repro.layers.bn import bn_variables
 from tf1_repro.experiments import _common
 from tf1_repro.experiments.core import Claim, Param, Result, at_least, register
 

@@ -9,7 +9,7 @@ so they change with the chunk (and a chunk of 1 collapses to one prediction).
 
 import numpy as np
 
-from tf1_repro import data
+from tf1_repro.model import data
 from tf1_repro.experiments import _common
 from tf1_repro.experiments.core import Claim, Param, Result, Series, at_least, register
 

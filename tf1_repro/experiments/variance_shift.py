@@ -17,9 +17,9 @@ keep_prob=1.0 forward passes, no gradient step).
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro import data
-from tf1_repro.bn import bn_variables
-from tf1_repro.dropout import inverted_dropout, keep_prob_placeholder
+from tf1_repro.model import data
+from tf1_repro.layers.bn import bn_variables
+from tf1_repro.layers.dropout import inverted_dropout, keep_prob_placeholder
 from tf1_repro.experiments import _common
 from tf1_repro.experiments.core import (Claim, Param, Result, Series, finite, keep_prob, positive,
                                         register)
