@@ -1,21 +1,23 @@
 # Two commands on a fresh machine with Python 3.11 and make:
 #   make run-demo    make test
-# The first run creates .venv/ and installs requirements.txt; a stamp file makes
-# later runs skip that step until requirements.txt changes.
+# The first run creates .venv/, installs requirements.txt and the package itself
+# (editable, so `.venv/bin/tf1-repro` exists); a stamp file makes later runs skip
+# that step until requirements.txt or pyproject.toml changes.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run-demo test experiments compare bench clean
+.PHONY: venv run-demo test experiments compare bench clean tensorboard figures screenshots
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
 	@touch $(STAMP)
 
 run-demo: $(STAMP)
@@ -23,6 +25,16 @@ run-demo: $(STAMP)
 
 experiments: $(STAMP)
 	$(PY) -m tf1_repro experiment --all --out-dir runs/experiments --logdir runs/tensorboard --plot runs/plots
+
+tensorboard: $(STAMP)
+	@test -d runs/tensorboard || $(MAKE) experiments
+	$(VENV)/bin/tensorboard --logdir runs/tensorboard --host 127.0.0.1 --port 6006
+
+figures: $(STAMP)
+	$(PY) scripts/make_figures.py --out docs/figures
+
+screenshots: $(STAMP)
+	$(PY) scripts/tensorboard_screenshots.py --out docs
 
 compare: $(STAMP)
 	$(PY) -m tf1_repro compare --json runs/compare.json

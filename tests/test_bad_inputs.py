@@ -162,7 +162,7 @@ def test_command_line_refusals(case, checkpoint_dir, tmp_path):
 
 def test_command_line_batch_of_one_warns_and_trains(tmp_path):
     done = subprocess.run([sys.executable, "-m", "tf1_repro", "train", "--batch-size", "1", "--steps", "3",
-                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           "--out", str(tmp_path), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0
     assert done.stderr.strip().splitlines() == [
         "warning: --batch-size 1: every batch has variance 0, so each bn_layer outputs its beta in "

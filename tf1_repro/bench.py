@@ -30,6 +30,7 @@ import time
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from tf1_repro import progress as progress_display
 from tf1_repro.model import data
 from tf1_repro.legacy import implementations as legacy
 from tf1_repro.layers.bn import bn_layer, bn_variables
@@ -101,8 +102,8 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_cases(shapes=SHAPES, repeat=25, warmup=3, seed=0, log=None):
-    """Median milliseconds per case, timed in interleaved rounds."""
+def time_cases(shapes=SHAPES, repeat=25, warmup=3, seed=0, log=None, progress=None):
+    """Median milliseconds per case, timed in interleaved rounds (``progress`` counts rounds)."""
     cases = []
     for shape in shapes:
         for mode in ("train", "infer"):
@@ -117,14 +118,17 @@ def time_cases(shapes=SHAPES, repeat=25, warmup=3, seed=0, log=None):
                 cases.append({"impl": impl, "shape": list(shape), "mode": mode, "sess": sess,
                               "step": step, "times": []})
     order = np.random.default_rng(seed)
+    bar = progress_display.resolve(progress)("bench: timing", repeat, "round")
     for r in range(repeat):
         for i in order.permutation(len(cases)):  # a new order each round: no case always follows another
             case = cases[i]
             started = time.perf_counter()
             case["sess"].run(case["step"])
             case["times"].append(time.perf_counter() - started)
+        bar.update(1)
         if log and (r + 1) % max(1, repeat // 5) == 0:
             log(f"  round {r + 1}/{repeat}")
+    bar.close()
     for case in cases:
         case["sess"].close()
         case["median_ms"] = 1e3 * float(np.median(case.pop("times")))
@@ -166,7 +170,7 @@ def time_feed(shapes=SHAPES, repeat=25, seed=0):
     return rows
 
 
-def hygiene(steps=10_000, seed=0, log=None):
+def hygiene(steps=10_000, seed=0, log=None, progress=None):
     """RSS after steps/10 and after all steps of a training loop on a finalized graph."""
     dataset = data.Blobs(seed=seed)
     batches = [data.train_batch(dataset, 64, seed, i) for i in range(100)]
@@ -179,15 +183,18 @@ def hygiene(steps=10_000, seed=0, log=None):
             ops_before = len(graph.get_operations())
             rss = {}
             started = time.perf_counter()
+            bar = progress_display.resolve(progress)("bench: hygiene", steps, "step")
             for step in range(1, steps + 1):
                 x, y = batches[step % len(batches)]
                 model.train_step(sess, x, y, keep_prob=0.8, check_finite=False)
+                bar.update(1)
                 if step in (checkpoint, steps):
                     gc.collect()
                     rss[step] = _rss_mb()
                     if log:
                         log(f"  hygiene: step {step}, RSS {rss[step]:.1f} MB")
             seconds = time.perf_counter() - started
+            bar.close()
             ops_after = len(graph.get_operations())
     growth = rss[steps] / rss[checkpoint] - 1
     return {"steps": steps, "rss_mb_early": rss[checkpoint], "early_step": checkpoint,
@@ -195,15 +202,16 @@ def hygiene(steps=10_000, seed=0, log=None):
             "graph_ops_constant": ops_before == ops_after, "steps_per_second": steps / seconds}
 
 
-def run(shapes=SHAPES, repeat=25, hygiene_steps=10_000, log=print):
+def run(shapes=SHAPES, repeat=25, hygiene_steps=10_000, log=print, progress=None):
+    """Time the cases, the feed_dict cost and the hygiene loop (``progress``: a progress factory)."""
     if log:
         log(f"timing {len(IMPLS)} implementations x {len(shapes)} shapes x 2 modes, "
             f"{repeat} interleaved rounds ...")
-    cases = time_cases(shapes, repeat, log=log)
+    cases = time_cases(shapes, repeat, log=log, progress=progress)
     feed = time_feed(shapes, repeat)
     if log:
         log(f"hygiene: {hygiene_steps} training steps on a finalized graph ...")
-    clean = hygiene(hygiene_steps, log=log)
+    clean = hygiene(hygiene_steps, log=log, progress=progress)
     return {"cases": cases, "feed_dict": feed, "hygiene": clean, "peak_rss_mb": _peak_rss_mb(),
             "repeat": repeat}
 

@@ -1,6 +1,7 @@
-"""``python -m tf1_repro COMMAND``: thin argparse shells over the package's functions.
+"""Reproduce and measure the article on batch normalization and dropout in TF1 graph mode.
 
-Bad arguments exit with status 2 and one line on stderr (no traceback).
+``python -m tf1_repro COMMAND`` (or ``tf1-repro COMMAND`` once installed): thin
+argparse shells over the package's functions. Bad arguments exit with status 2 and one line on stderr (no traceback).
 TensorFlow is imported only after the arguments are parsed, with TF1
 behaviour and without its start-up log.
 """
@@ -11,7 +12,36 @@ import os
 import sys
 import warnings
 
-from tf1_repro import runtime
+from tf1_repro import progress, runtime
+
+DESCRIPTION = """\
+Reproduce, in TensorFlow-1 graph style (placeholders, feed_dict, Session), the article on
+batch normalization and dropout at training vs prediction time, and measure every point it
+makes: the article's bn_layer and keep_prob dropout, its claims as experiments with computed
+verdicts, and tools that audit, compare, convert and export legacy BN/dropout code.
+
+Start with:  python -m tf1_repro demo   (trains a small model in ~5 s and prints each point
+             with a measured number; add --data digits for real handwritten digits)"""
+
+EPILOG = """\
+examples:
+  python -m tf1_repro demo
+  python -m tf1_repro experiment --list
+  python -m tf1_repro COMMAND --help"""
+
+# Every command's --help ends with an example (build_parser applies them; a test checks all).
+EXAMPLES = {
+    "demo": "python -m tf1_repro demo --data digits --steps 400",
+    "experiment": "python -m tf1_repro experiment train-vs-inference --set data=digits --plot runs/plots",
+    "compare": "python -m tf1_repro compare --json runs/compare.json",
+    "audit": "python -m tf1_repro audit my_layers.py:my_bn --input-shape 8,2,2,4",
+    "audit-dropout": "python -m tf1_repro audit-dropout my_layers.py:my_dropout --keep-prob 0.8",
+    "convert-checkpoint": "python -m tf1_repro convert-checkpoint runs/demo runs/keras/model.ckpt --to keras",
+    "export": "python -m tf1_repro export --checkpoint runs/demo --out runs/export",
+    "bench": "python -m tf1_repro bench --repeat 5 --hygiene-steps 1000 --json runs/bench.json",
+    "train": "python -m tf1_repro train --steps 1000 --out runs/train",
+    "predict": "python -m tf1_repro predict --checkpoint runs/train",
+}
 
 
 class UsageError(Exception):
@@ -88,6 +118,7 @@ def _add_experiment(commands):
     p.add_argument("--out-dir", metavar="DIR", help="with --all: write NAME.json, summary.json, summary.md")
     p.add_argument("--logdir", metavar="DIR", help="write TensorBoard event files under DIR/NAME")
     p.add_argument("--plot", metavar="DIR", help="write PNG figures (needs matplotlib)")
+    progress.add_quiet_flag(p)
     p.set_defaults(run=_run_experiment)
 
 
@@ -130,12 +161,14 @@ def _run_experiment(args):
             print(plots.INSTALL_HINT)
             plot_dir = None
     payloads = []
-    for name in names:
-        payload = experiments.run_experiment(name, overrides, seed=args.seed, logdir=args.logdir,
-                                             plot_dir=plot_dir)
-        print(experiments.format_result(payload))
-        print()
-        payloads.append(payload)
+    quiet = args.quiet or not args.all
+    with progress.Progress("experiments", len(names), "experiment", quiet=quiet) as bar:
+        for name in names:
+            payload = experiments.run_experiment(name, overrides, seed=args.seed, logdir=args.logdir,
+                                                 plot_dir=plot_dir)
+            bar.write(experiments.format_result(payload) + "\n")
+            bar.update(1, last=name)
+            payloads.append(payload)
     if args.json and not args.all:
         _write_json(args.json, payloads[0])
     if args.all:
@@ -326,6 +359,7 @@ def _add_bench(commands):
                    help="shapes, default 256,1024;64,32,32,64")
     p.add_argument("--hygiene-steps", type=positive_int, default=10_000,
                    help="training steps of the RSS check (default 10000)")
+    progress.add_quiet_flag(p)
     p.set_defaults(run=_run_bench)
 
 
@@ -333,7 +367,8 @@ def _run_bench(args):
     from tf1_repro import bench  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        result = bench.run(args.shapes or bench.SHAPES, args.repeat, args.hygiene_steps)
+        result = bench.run(args.shapes or bench.SHAPES, args.repeat, args.hygiene_steps,
+                           log=progress.echo, progress=progress.factory(quiet=args.quiet))
     print(bench.format_bench(result))
     _write_json(args.json, result)
     return 0
@@ -350,6 +385,7 @@ def _add_train(commands):
                    help="save every M steps (100), and at the end or on Ctrl-C")
     p.add_argument("--no-check-finite", action="store_true",
                    help="skip the NaN/inf check of each batch (faster)")
+    progress.add_quiet_flag(p)
     p.set_defaults(run=_run_train)
     p = commands.add_parser("predict", help="accuracy of the latest checkpoint on held-out data")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder")
@@ -369,12 +405,14 @@ def _run_train(args):
     from tf1_repro.model import train  # pylint: disable=import-outside-toplevel
 
     def log(line):
-        (_stderr if line.startswith(("warning:", "checkpoint ")) else _stdout)(line)
+        warning = line.startswith(("warning:", "checkpoint "))
+        progress.echo(line, sys.stderr if warning else sys.stdout)
     train.enable_determinism()
     try:
         result = train.train(args.out, args.steps, seed=args.seed, batch_size=args.batch_size,
                              keep_prob=args.keep_prob, checkpoint_every=args.checkpoint_every,
-                             log=log, check_finite=not args.no_check_finite)
+                             log=log, check_finite=not args.no_check_finite,
+                             progress=progress.factory(quiet=args.quiet))
     except train.TrainError as err:
         raise UsageError(f"python -m tf1_repro {err}") from None
     return 130 if result["interrupted"] else 0
@@ -400,9 +438,9 @@ def _write_json(path, payload, quiet=False):
 
 
 def build_parser():
-    parser = _Parser(prog="python -m tf1_repro", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m tf1_repro", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
     _add_demo(commands)
     _add_experiment(commands)
     _add_compare(commands)
@@ -410,15 +448,28 @@ def build_parser():
     _add_checkpoint_tools(commands)
     _add_bench(commands)
     _add_train(commands)
+    _add_examples(commands)
     return parser
 
 
+def _add_examples(commands):
+    """End each command's --help with its example from EXAMPLES (a test checks every command)."""
+    for name, sub in commands.choices.items():
+        if name in EXAMPLES and not sub.epilog:
+            sub.epilog = f"example:\n  {EXAMPLES[name]}"
+            sub.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def main(argv=None):
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except UsageError as err:
         print(err, file=sys.stderr)
         return 2
+    if args.command is None:
+        parser.print_help()
+        return 0
     runtime.use_tf1_behavior()
     try:
         return args.run(args)

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from tf1_repro import progress as progress_display
 from tf1_repro.layers import checks
 from tf1_repro.model import data
 from tf1_repro.model.feed import SingleSampleTrainingWarning
@@ -119,11 +120,13 @@ def enable_determinism():
 
 
 def train(out, steps, seed=0, batch_size=64, keep_prob=0.8, checkpoint_every=100, log=print,
-          check_finite=True):
+          check_finite=True, progress=None):
     """Train the demo model to ``steps`` steps in ``out``, resuming from its checkpoints.
 
     For bitwise reproducibility call ``enable_determinism()`` first (global and
     one-way, so the command line does it, not this function).
+
+    ``progress``: a ``tf1_repro.progress`` factory; the bar counts steps (loss beside it).
 
     Returns {"start", "step", "checkpoint", "interrupted", "losses"}.
     """
@@ -161,7 +164,8 @@ def train(out, steps, seed=0, batch_size=64, keep_prob=0.8, checkpoint_every=100
             every = min(500, max(1, (steps - start) // 20))
             started = time.perf_counter()
             with open(os.path.join(out, LOG_FILE), "a", encoding="utf-8") as losses, \
-                    warnings.catch_warnings():
+                    warnings.catch_warnings(), \
+                    progress_display.resolve(progress)("train", steps, "step", start) as bar:
                 warnings.simplefilter("ignore", SingleSampleTrainingWarning)
                 try:
                     for step in range(start, steps):
@@ -171,6 +175,7 @@ def train(out, steps, seed=0, batch_size=64, keep_prob=0.8, checkpoint_every=100
                         result["step"] = step + 1
                         result["losses"].append(loss)
                         losses.write(json.dumps({"step": step + 1, "loss": loss}) + "\n")
+                        bar.update(1, loss=loss)
                         if (step + 1) % every == 0 or step + 1 == steps:
                             rate = (step + 1 - start) / (time.perf_counter() - started)
                             log(f"step {step + 1}/{steps}  loss {loss:.4f}  {rate:,.0f} steps/s")

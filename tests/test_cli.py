@@ -1,0 +1,80 @@
+"""The command line as a new user meets it: help without a command, an example in every
+command's --help, and a wheel that installs the `tf1-repro` console script."""
+
+import configparser
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import support
+from tf1_repro import cli
+
+
+def _commands():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")  # pylint: disable=protected-access
+    return sub.choices
+
+
+def test_no_command_prints_the_help_and_says_where_to_start():
+    done = subprocess.run([sys.executable, "-m", "tf1_repro"], capture_output=True, text=True,
+                          cwd=support.ROOT, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("usage: python -m tf1_repro [-h] COMMAND ...")
+    assert "Start with:  python -m tf1_repro demo" in done.stdout
+    assert "thin argparse shells" not in done.stdout
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_command_help_ends_with_an_example(name):
+    text = _commands()[name].format_help().rstrip().splitlines()
+    assert text[-2] == "example:", f"{name}: add an entry to cli.EXAMPLES"
+    assert text[-1].strip().startswith(f"python -m tf1_repro {name}")
+
+
+def test_quiet_flag_on_the_long_commands():
+    commands = _commands()
+    for name in ("train", "bench", "experiment"):
+        assert "--quiet" in commands[name].format_help(), name
+
+
+def test_wheel_declares_console_script_dependencies_and_every_subpackage(tmp_path):
+    source = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(os.path.join(support.ROOT, "tf1_repro"), source / "tf1_repro",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(support.ROOT, name), source / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                           "--no-build-isolation", "--wheel-dir", str(tmp_path), str(source)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("tf1_repro-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = configparser.ConfigParser()
+        entry_points.read_string(z.read(info).decode())
+        metadata = z.read(info.replace("entry_points.txt", "METADATA")).decode()
+    assert entry_points["console_scripts"]["tf1-repro"] == "tf1_repro.cli:main"
+    packages = {os.path.dirname(n) for n in names if n.startswith("tf1_repro/") and n.endswith(".py")}
+    assert packages == {"tf1_repro", "tf1_repro/layers", "tf1_repro/model", "tf1_repro/experiments",
+                        "tf1_repro/legacy"} | {p for p in packages if p.count("/") > 1}
+    requires = {line.split(":", 1)[1].strip().split(" ")[0].split(">")[0].split("<")[0]
+                for line in metadata.splitlines() if line.startswith("Requires-Dist:")
+                and "extra ==" not in line}
+    assert {"tensorflow", "tf-keras", "numpy", "scikit-learn", "tqdm"} <= requires
+
+
+def test_installed_console_script_runs_the_same_cli():
+    script = os.path.join(os.path.dirname(sys.executable), "tf1-repro")
+    if not os.path.exists(script):
+        pytest.skip("the package is not installed in this environment (make installs it editable)")
+    done = subprocess.run([script, "experiment", "--list"], capture_output=True, text=True,
+                          timeout=120)
+    same = subprocess.run([sys.executable, "-m", "tf1_repro", "experiment", "--list"],
+                          capture_output=True, text=True, cwd=support.ROOT, timeout=120)
+    assert done.returncode == 0 and done.stdout == same.stdout and "train-vs-inference" in done.stdout
