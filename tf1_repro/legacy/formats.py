@@ -1,0 +1,221 @@
+"""Writers and runners of serving artefacts made from a frozen prediction GraphDef.
+
+Each writer takes the frozen GraphDef, the input and output tensor names
+("x:0") and a path; each ``open_*`` returns ``run(feeds) -> [arrays]`` where
+``feeds`` is ``{input tensor name: array}``, plus a ``close()``.
+
+* SavedModel: the graph imported as is (weights are constants), signature
+  ``serving_default`` on the inputs and outputs (keys: the tensor names with
+  ``/`` and ``:`` replaced, unless given).
+* frozen GraphDef: the serialised ``GraphDef``.
+* ONNX: ``tf2onnx.convert.from_graph_def`` (opset 17), run by ONNX Runtime.
+* TFLite: ``tf.compat.v1.lite.TFLiteConverter.from_frozen_graph`` with the batch
+  dimension 1 (the interpreter resizes it), builtin ops only.
+
+A missing optional package raises ``FormatUnavailable`` with a one-line hint;
+an op a converter cannot take raises ``FormatError`` naming the op and format.
+"""
+
+import os
+import re
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+FORMATS = ("saved_model", "frozen", "onnx", "tflite")
+FILE_NAMES = {"saved_model": "saved_model", "frozen": "frozen_graph.pb", "onnx": "model.onnx",
+              "tflite": "model.tflite"}
+ONNX_OPSET = 17
+INSTALL_HINT = {
+    "onnx": "onnx: skipped: tf2onnx and onnxruntime are not installed "
+            "(pip install tf2onnx==1.17.0 onnxruntime==1.32.0, or make)",
+    "tflite": "tflite: skipped: this TensorFlow has no tf.lite (install tensorflow==2.21.0)",
+}
+
+
+class FormatUnavailable(Exception):
+    """The package a format needs is missing (message: a one-line install hint)."""
+
+
+class FormatError(ValueError):
+    """A converter cannot take the graph (message names the op and the format)."""
+
+
+def signature_key(name):
+    return re.sub(r"[^A-Za-z0-9_]", "_", name.split(":")[0] if name.endswith(":0") else name)
+
+
+def _node(name):
+    return name.split(":")[0]
+
+
+# ---- writers ------------------------------------------------------------------------------
+
+def write_frozen(graph_def, path):
+    with open(path, "wb") as f:
+        f.write(graph_def.SerializeToString())
+    return path
+
+
+def write_saved_model(graph_def, inputs, outputs, path, input_keys=None, output_keys=None):
+    """A SavedModel with tag ``serve`` and signature ``serving_default``."""
+    input_keys = input_keys or {i: signature_key(i) for i in inputs}
+    output_keys = output_keys or {o: signature_key(o) for o in outputs}
+    with tf.Graph().as_default() as graph:
+        tf.import_graph_def(graph_def, name="")
+        with tf.Session(graph=graph) as sess:
+            signature = tf.saved_model.signature_def_utils.predict_signature_def(
+                inputs={input_keys[i]: graph.get_tensor_by_name(i) for i in inputs},
+                outputs={output_keys[o]: graph.get_tensor_by_name(o) for o in outputs})
+            builder = tf.saved_model.builder.SavedModelBuilder(path)
+            builder.add_meta_graph_and_variables(
+                sess, [tf.saved_model.tag_constants.SERVING],
+                signature_def_map={"serving_default": signature}, strip_default_attrs=True)
+            builder.save()
+    return path
+
+
+def write_onnx(graph_def, inputs, outputs, path, opset=ONNX_OPSET):
+    """ONNX through tf2onnx; FormatError naming the first op it could not convert."""
+    try:
+        import onnx  # pylint: disable=import-outside-toplevel
+        from tf2onnx import convert  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise FormatUnavailable(INSTALL_HINT["onnx"]) from None
+    import logging  # pylint: disable=import-outside-toplevel
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    try:
+        model, _ = convert.from_graph_def(graph_def, input_names=list(inputs),
+                                          output_names=list(outputs), opset=opset)
+    except Exception as err:  # pylint: disable=broad-except
+        raise FormatError(f"onnx: tf2onnx cannot convert the graph: {str(err).splitlines()[0]}") from None
+    for node in model.graph.node:
+        if not onnx.defs.has(node.op_type, node.domain or ""):
+            raise FormatError(f"onnx: op {node.op_type} ({node.name}) has no ONNX conversion "
+                              f"(opset {opset})")
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+    return path
+
+
+def write_tflite(graph_def, inputs, outputs, input_shapes, path):
+    """TFLite (builtin ops, float32) from the frozen graph; batch dimension written as 1."""
+    if not hasattr(tf, "lite"):
+        raise FormatUnavailable(INSTALL_HINT["tflite"])
+    import tempfile  # pylint: disable=import-outside-toplevel
+    with tempfile.TemporaryDirectory() as tmp:
+        frozen = write_frozen(graph_def, os.path.join(tmp, "frozen.pb"))
+        shapes = {_node(i): [1] + [int(d) for d in input_shapes[i][1:]] for i in inputs}
+        converter = tf.lite.TFLiteConverter.from_frozen_graph(
+            frozen, [_node(i) for i in inputs], [_node(o) for o in outputs], input_shapes=shapes)
+        try:
+            model = converter.convert()
+        except Exception as err:  # pylint: disable=broad-except
+            raise FormatError(f"tflite: {_tflite_reason(str(err))}") from None
+    with open(path, "wb") as f:
+        f.write(model)
+    return path
+
+
+def _tflite_reason(text):
+    ops = re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)
+    if ops:
+        return "op " + ", ".join(sorted(set(ops))) + " is not a TFLite builtin op"
+    lines = [line.strip() for line in text.splitlines() if "error" in line.lower()]
+    return (lines[0] if lines else text.splitlines()[0])[:300]
+
+
+# ---- runners ------------------------------------------------------------------------------
+
+class Runner:
+    """``run(feeds)`` -> list of output arrays, in the order of ``outputs``."""
+
+    def __init__(self, run, close=lambda: None):
+        self.run = run
+        self.close = close
+
+
+def open_session(graph, sess, outputs, extra_feeds=None):
+    """A runner over a live session (the original graph): ``extra_feeds`` are added to every run."""
+    fetches = [graph.get_tensor_by_name(o) for o in outputs]
+    extra = dict(extra_feeds or {})
+
+    def run(feeds):
+        return sess.run(fetches, {**extra, **feeds})
+    return Runner(run)
+
+
+def open_graph_def(graph_def, outputs):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    sess = tf.Session(graph=graph)
+    return Runner(open_session(graph, sess, outputs).run, sess.close)
+
+
+def open_frozen(path, outputs):
+    graph_def = tf.GraphDef()
+    with open(path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    return open_graph_def(graph_def, outputs)
+
+
+def open_saved_model(path, inputs, outputs):
+    """Loaded with ``tf.saved_model.loader.load``; fed and fetched through the signature."""
+    graph = tf.Graph()
+    sess = tf.Session(graph=graph)
+    with graph.as_default():
+        meta = tf.saved_model.loader.load(sess, [tf.saved_model.tag_constants.SERVING], path)
+    signature = meta.signature_def["serving_default"]
+    by_tensor_in = {v.name: k for k, v in signature.inputs.items()}
+    in_names = {i: signature.inputs[by_tensor_in[i]].name for i in inputs}
+    by_tensor_out = {v.name: v.name for v in signature.outputs.values()}
+    fetches = [graph.get_tensor_by_name(by_tensor_out[o]) for o in outputs]
+
+    def run(feeds):
+        return sess.run(fetches, {in_names[k]: v for k, v in feeds.items()})
+    return Runner(run, sess.close)
+
+
+def open_onnx(path, outputs):
+    try:
+        import onnxruntime  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise FormatUnavailable(INSTALL_HINT["onnx"]) from None
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def run(feeds):
+        return session.run(list(outputs), feeds)
+    return Runner(run)
+
+
+def open_tflite(path, inputs, outputs):
+    """The TFLite interpreter; resized (and re-allocated) when the batch size changes."""
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    in_index = {d["name"]: d["index"] for d in interpreter.get_input_details()}
+    out_index = {d["name"]: d["index"] for d in interpreter.get_output_details()}
+    ins = {i: in_index.get(_node(i), in_index.get(i)) for i in inputs}
+    outs = [out_index.get(_node(o), out_index.get(o)) for o in outputs]
+    shapes = {}
+
+    def run(feeds):
+        for name, value in feeds.items():
+            if shapes.get(name) != value.shape:
+                interpreter.resize_tensor_input(ins[name], value.shape)
+                shapes[name] = value.shape
+                interpreter.allocate_tensors()
+        for name, value in feeds.items():
+            interpreter.set_tensor(ins[name], np.ascontiguousarray(value))
+        interpreter.invoke()
+        return [interpreter.get_tensor(i).copy() for i in outs]
+    return Runner(run)
+
+
+def file_size(path):
+    """Bytes of a file, or of every file under a directory."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+    return os.path.getsize(path)

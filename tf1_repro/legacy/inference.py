@@ -1,0 +1,1145 @@
+"""Passes that turn a TF1 training GraphDef into a prediction GraphDef, one job each.
+
+Every pass takes a ``GraphDef`` and returns a new one (the input is never
+changed); node names are kept, so input placeholders and output tensors keep
+their names. The order ``to_inference`` runs them in:
+
+1. ``bind_placeholders``: a mode placeholder becomes a ``Const`` of its
+   prediction value (same name).
+2. ``prune``: keep only what the outputs need (data and control inputs).
+3. ``fold_constants`` and ``resolve_switches``, until nothing changes: a node
+   whose inputs are all constant and that has no state becomes a ``Const``
+   (evaluated by TensorFlow); a ``Switch`` whose predicate is constant becomes
+   an ``Identity`` of its data on the live port, everything fed only by the
+   dead port is dead (a ``Merge`` is dead only when all its inputs are) and
+   disappears, EMA/assign ops of the training branch with it; a ``Merge``
+   with one live input becomes an ``Identity`` of it.
+4. ``freeze_variables``: the variables still needed become ``Const`` nodes with
+   the session's values (``convert_variables_to_constants`` on the pruned
+   graph: on the unpruned training graph it keeps the assigns and fails).
+5. ``replace_with_identity`` (dropout at keep_prob 1 is ``x``),
+   ``remove_identities`` and ``affine_chain`` / ``fold_batch_norm`` (see
+   ``tf1_repro.legacy.bn_folding``).
+"""
+
+import collections
+import re
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+SWITCH_OPS = ("Switch", "RefSwitch")
+MERGE_OPS = ("Merge", "RefMerge")
+VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable")
+PLACEHOLDER_OPS = ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault")
+# Never evaluated at conversion time, whatever their inputs.
+NOT_FOLDABLE = SWITCH_OPS + MERGE_OPS + VARIABLE_OPS + PLACEHOLDER_OPS + (
+    "Enter", "RefEnter", "Exit", "RefExit", "NextIteration", "RefNextIteration", "LoopCond",
+    "Const", "NoOp", "ControlTrigger")
+MAX_FOLDED_ELEMENTS = 1 << 22
+
+
+def node_name(name):
+    """``"scope/op:0"``, ``"scope/op"`` or ``"^scope/op"`` -> ``"scope/op"``."""
+    return name.lstrip("^").split(":")[0]
+
+
+def tensor_name(name):
+    """``"scope/op"`` -> ``"scope/op:0"``; a name with a port is returned as is."""
+    return name if ":" in name else f"{name}:0"
+
+
+def _port(name):
+    parts = name.lstrip("^").split(":")
+    return int(parts[1]) if len(parts) > 1 else 0
+
+
+def _is_control(name):
+    return name.startswith("^")
+
+
+def _copy(graph_def):
+    out = tf.GraphDef()
+    out.CopyFrom(graph_def)
+    return out
+
+
+def _with_nodes(graph_def, nodes):
+    out = tf.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    out.node.extend(nodes)
+    return out
+
+
+def nodes_by_name(graph_def):
+    return {n.name: n for n in graph_def.node}
+
+
+def consumers(graph_def):
+    """``{node name: [(consumer node name, input string)]}``, control inputs included."""
+    found = collections.defaultdict(list)
+    for node in graph_def.node:
+        for inp in node.input:
+            found[node_name(inp)].append((node.name, inp))
+    return found
+
+
+def op_counts(graph_def):
+    """``{op type: count}``, sorted by type."""
+    return dict(sorted(collections.Counter(n.op for n in graph_def.node).items()))
+
+
+def topological_order(graph_def):
+    """Node names, every node after all of its inputs (Kahn's algorithm; NextIteration
+    back edges are ignored)."""
+    by_name = nodes_by_name(graph_def)
+    pending = {}
+    users = collections.defaultdict(list)
+    for node in graph_def.node:
+        ins = {node_name(i) for i in node.input if node_name(i) in by_name}
+        if node.op in ("Merge", "RefMerge"):
+            ins = {i for i in ins if by_name[i].op not in ("NextIteration", "RefNextIteration")}
+        pending[node.name] = len(ins)
+        for i in ins:
+            users[i].append(node.name)
+    ready = collections.deque(n.name for n in graph_def.node if pending[n.name] == 0)
+    order = []
+    while ready:
+        name = ready.popleft()
+        order.append(name)
+        for user in users[name]:
+            pending[user] -= 1
+            if pending[user] == 0:
+                ready.append(user)
+    return order
+
+
+def make_const(name, value, dtype=None, device=""):
+    """A ``Const`` NodeDef holding ``value`` (numpy)."""
+    value = np.asarray(value)
+    dtype = tf.as_dtype(dtype or value.dtype)
+    node = tf.NodeDef(name=name, op="Const", device=device)
+    node.attr["dtype"].type = dtype.as_datatype_enum
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value.astype(dtype.as_numpy_dtype), dtype))
+    return node
+
+
+def const_value(node):
+    return tf.make_ndarray(node.attr["value"].tensor)
+
+
+def make_identity(name, source, dtype, control=()):
+    node = tf.NodeDef(name=name, op="Identity", input=[source] + [f"^{c}" for c in control])
+    node.attr["T"].type = dtype
+    return node
+
+
+def _output_dtype(node):
+    for key in ("T", "dtype"):
+        if key in node.attr and node.attr[key].type:
+            return node.attr[key].type
+    return tf.float32.as_datatype_enum
+
+
+# ---- 1. bind ----------------------------------------------------------------------------
+
+def bind_placeholders(graph_def, values):
+    """Replace each placeholder named in ``values`` ({node or tensor name: value}) by a
+    ``Const`` of that value, same name, its dtype and (when known) shape.
+
+    Raises ValueError naming a value that is not a placeholder of the graph.
+    """
+    by_name = nodes_by_name(graph_def)
+    wanted = {node_name(k): v for k, v in values.items()}
+    for name in wanted:
+        if name not in by_name or by_name[name].op not in PLACEHOLDER_OPS:
+            got = by_name[name].op if name in by_name else "no such node"
+            raise ValueError(f"bind_placeholders: values must name placeholders of the graph, got "
+                             f"{name!r} ({got})")
+    nodes = []
+    for node in graph_def.node:
+        if node.name in wanted:
+            dtype = tf.as_dtype(node.attr["dtype"].type)
+            value = np.asarray(wanted[node.name], dtype=dtype.as_numpy_dtype)
+            nodes.append(make_const(node.name, value, dtype, node.device))
+        else:
+            nodes.append(node)
+    return _with_nodes(graph_def, nodes)
+
+
+# ---- 2. prune -----------------------------------------------------------------------------
+
+def prune(graph_def, outputs):
+    """Only the nodes the ``outputs`` (node or tensor names) need, through data and
+    control inputs, in their original order."""
+    by_name = nodes_by_name(graph_def)
+    keep, stack = set(), [node_name(o) for o in outputs]
+    while stack:
+        name = stack.pop()
+        if name in keep:
+            continue
+        if name not in by_name:
+            raise ValueError(f"prune: outputs must be nodes of the graph, got {name!r}")
+        keep.add(name)
+        stack.extend(node_name(i) for i in by_name[name].input)
+    return _with_nodes(graph_def, [n for n in graph_def.node if n.name in keep])
+
+
+# ---- 3. constants and switches ------------------------------------------------------------
+
+def _is_stateful(op_type):
+    from tensorflow.python.framework import op_def_registry  # pylint: disable=import-outside-toplevel
+    op_def = op_def_registry.get(op_type)
+    return op_def is None or op_def.is_stateful
+
+
+def _foldable(graph_def):
+    """Names of nodes whose value is known now: Consts without control inputs, and
+    stateless ops (not in NOT_FOLDABLE) whose inputs, control inputs too, are all foldable."""
+    by_name = nodes_by_name(graph_def)
+    foldable = set()
+    for name in topological_order(graph_def):
+        node = by_name[name]
+        inputs = [node_name(i) for i in node.input]
+        if node.op == "Const":
+            if all(i in foldable for i in inputs):
+                foldable.add(name)
+            continue
+        if node.op in NOT_FOLDABLE or _is_stateful(node.op) or not node.input:
+            continue
+        if all(i in foldable for i in inputs):
+            foldable.add(name)
+    return foldable
+
+
+def fold_constants(graph_def, keep=()):
+    """Evaluate every foldable non-Const node that a non-foldable node (or ``keep``) reads,
+    and replace it by a ``Const`` of its value (same name; control inputs dropped: all of
+    them were constants). Only nodes whose users read output 0 are replaced.
+
+    Returns (new GraphDef, number of nodes folded).
+    """
+    foldable = _foldable(graph_def)
+    by_name = nodes_by_name(graph_def)
+    users = consumers(graph_def)
+    keep = {node_name(k) for k in keep}
+    targets = []
+    for name in foldable:
+        node = by_name[name]
+        if node.op == "Const":
+            continue
+        uses = users.get(name, [])
+        needed = name in keep or any(u not in foldable for u, _ in uses)
+        if needed and all(_port(i) == 0 and not _is_control(i) for _, i in uses):
+            targets.append(name)
+    if not targets:
+        return graph_def, 0
+    values = _evaluate(graph_def, targets)
+    nodes, folded = [], 0
+    for node in graph_def.node:
+        value = values.get(node.name)
+        if value is not None and value.size <= MAX_FOLDED_ELEMENTS:
+            nodes.append(make_const(node.name, value, value.dtype, node.device))
+            folded += 1
+        else:
+            nodes.append(node)
+    return _with_nodes(graph_def, nodes), folded
+
+
+def _evaluate(graph_def, names):
+    """{name: value of output 0} computed by TensorFlow in a scratch graph."""
+    with tf.Graph().as_default() as graph:
+        tf.import_graph_def(prune(graph_def, names), name="")
+        fetches = [graph.get_tensor_by_name(f"{n}:0") for n in names]
+        with tf.Session(graph=graph) as sess:
+            values = sess.run(fetches)
+    return {n: np.asarray(v) for n, v in zip(names, values)}
+
+
+def resolve_switches(graph_def):
+    """Resolve every Switch/RefSwitch whose predicate is a Const, and what that decides.
+
+    A resolved Switch becomes an ``Identity`` of its data input; readers of the live
+    port read it, readers of the dead port are dead. A node is dead when a data or
+    control input is dead, except a Merge, which is dead when all its data inputs are;
+    a Merge with exactly one live data input becomes an ``Identity`` of it (its
+    ``value_index`` output must be unread). Dead nodes are removed.
+
+    Returns (new GraphDef, number of Switches resolved).
+    """
+    by_name = nodes_by_name(graph_def)
+    live_port = {}
+    for node in graph_def.node:
+        if node.op in SWITCH_OPS:
+            pred = by_name.get(node_name(node.input[1]))
+            if pred is not None and pred.op == "Const" and _port(node.input[1]) == 0:
+                live_port[node.name] = 1 if bool(const_value(pred)) else 0
+    if not live_port:
+        return graph_def, 0
+    users = consumers(graph_def)
+    dead_tensors, dead_nodes = set(), set()
+    replaced = {}
+    for name in topological_order(graph_def):
+        node = by_name[name]
+        data = [i for i in node.input if not _is_control(i)]
+        controls = [node_name(i) for i in node.input if _is_control(i)]
+
+        def is_dead(inp):
+            return node_name(inp) in dead_nodes or (node_name(inp), _port(inp)) in dead_tensors
+        if node.op in MERGE_OPS:
+            live = [i for i in data if not is_dead(i)]
+            if not live or any(c in dead_nodes for c in controls):
+                dead_nodes.add(name)
+            elif len(live) == 1 and not any(_port(i) == 1 for _, i in users.get(name, [])):
+                replaced[name] = make_identity(name, live[0], node.attr["T"].type,
+                                               [c for c in controls])
+            continue
+        if any(is_dead(i) for i in data) or any(c in dead_nodes for c in controls):
+            dead_nodes.add(name)
+            continue
+        if name in live_port:
+            dead_tensors.add((name, 1 - live_port[name]))
+            replaced[name] = make_identity(name, node.input[0], node.attr["T"].type, controls)
+    nodes = []
+    for node in graph_def.node:
+        if node.name in dead_nodes:
+            continue
+        node = replaced.get(node.name, node)
+        fixed = tf.NodeDef()
+        fixed.CopyFrom(node)
+        del fixed.input[:]
+        for inp in node.input:
+            src = node_name(inp)
+            if src in live_port and src not in dead_nodes and not _is_control(inp):
+                inp = src  # the live port of a resolved Switch is output 0 of its Identity
+            fixed.input.append(inp)
+        nodes.append(fixed)
+    return _with_nodes(graph_def, nodes), len(live_port)
+
+
+def simplify(graph_def, outputs, keep=()):
+    """``prune``, then ``fold_constants`` and ``resolve_switches`` until nothing changes,
+    then ``prune`` again. Returns (GraphDef, {"folded": n, "switches_resolved": n})."""
+    graph_def = prune(graph_def, outputs)
+    totals = {"folded": 0, "switches_resolved": 0}
+    while True:
+        graph_def, folded = fold_constants(graph_def, keep=list(outputs) + list(keep))
+        graph_def, resolved = resolve_switches(graph_def)
+        graph_def = prune(graph_def, outputs)
+        totals["folded"] += folded
+        totals["switches_resolved"] += resolved
+        if not folded and not resolved:
+            return graph_def, totals
+
+
+def strip_control_inputs(graph_def, keep_ops=()):
+    """Drop control inputs (``^name``) from every node, except those whose source op type is in
+    ``keep_ops``. Only meaningful once no Switch is left (then a control edge only orders)."""
+    by_name = nodes_by_name(graph_def)
+    nodes = []
+    for node in graph_def.node:
+        fixed = tf.NodeDef()
+        fixed.CopyFrom(node)
+        del fixed.input[:]
+        fixed.input.extend(i for i in node.input
+                           if not _is_control(i) or by_name[node_name(i)].op in keep_ops)
+        nodes.append(fixed)
+    return _with_nodes(graph_def, nodes)
+
+
+# ---- 4. freeze ----------------------------------------------------------------------------
+
+def freeze_variables(graph_def, sess, outputs):
+    """Every variable the (pruned) graph still reads becomes a ``Const`` of its value in
+    ``sess`` (whose graph holds nodes of the same names). Returns (GraphDef, variable names)."""
+    names = [n.name for n in graph_def.node if n.op in VARIABLE_OPS]
+    if not names:
+        return graph_def, []
+    frozen = tf.graph_util.convert_variables_to_constants(
+        sess, graph_def, [node_name(o) for o in outputs], variable_names_whitelist=names)
+    return frozen, names
+
+
+# ---- 5. small rewrites --------------------------------------------------------------------
+
+def replace_with_identity(graph_def, output, source):
+    """Node ``output`` becomes ``Identity(source)`` (same name; its dtype kept)."""
+    nodes = []
+    for node in graph_def.node:
+        if node.name == node_name(output):
+            dtype = _output_dtype(node)
+            node = make_identity(node.name, source, dtype)
+        nodes.append(node)
+    return _with_nodes(graph_def, nodes)
+
+
+def remove_identities(graph_def, protected=()):
+    """Readers of an ``Identity``/``Snapshot`` without control inputs read its input instead;
+    protected node names (inputs, outputs) stay. Call ``prune`` afterwards."""
+    by_name = nodes_by_name(graph_def)
+    protected = {node_name(p) for p in protected}
+
+    def source(inp):
+        seen = 0
+        while True:
+            node = by_name.get(node_name(inp))
+            if (node is None or node.op not in ("Identity", "Snapshot") or node.name in protected
+                    or any(_is_control(i) for i in node.input) or _is_control(inp) or seen > 10000):
+                return inp
+            inp = node.input[0] if _port(inp) == 0 else inp
+            seen += 1
+    nodes = []
+    for node in graph_def.node:
+        fixed = tf.NodeDef()
+        fixed.CopyFrom(node)
+        del fixed.input[:]
+        fixed.input.extend(source(i) for i in node.input)
+        nodes.append(fixed)
+    return _with_nodes(graph_def, nodes)
+
+
+# ---- 6. batch norm: an affine chain, folded into the linear op before it or kept as x*s+o ----
+
+LINEAR_OPS = ("MatMul", "Conv2D", "DepthwiseConv2dNative")
+FUSED_BN_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+GLOBAL_BN_OP = "BatchNormWithGlobalNormalization"
+_ELEMENTWISE = ("Add", "AddV2", "BiasAdd", "Sub", "Mul", "RealDiv", "Neg", "Identity", "Snapshot")
+
+
+def _per_channel(value):
+    """A constant operand that acts per channel: a scalar or shape (1, ..., 1, C)."""
+    value = np.asarray(value, np.float64)
+    if value.ndim == 0 or all(d == 1 for d in value.shape[:-1]):
+        return value.reshape(-1) if value.ndim else value
+    return None
+
+
+def _step(node, by_name):
+    """How one node maps its non-constant input x to its output, as (x input string, f)
+    with f(s, o) -> (s, o) for y = x*s + o, or None when it is not per-channel affine
+    in one input with constant, per-channel other inputs.
+
+    Rules (float64): Add/AddV2/BiasAdd(x, c): o + c; Sub(x, c): o - c; Sub(c, x): (-s, c - o);
+    Mul(x, c): (s c, o c); RealDiv(x, c): (s / c, o / c); Neg: (-s, -o); Identity: as is.
+    FusedBatchNorm* (is_training false, NHWC) and BatchNormWithGlobalNormalization:
+    s' = gamma / sqrt(var + eps), o' = beta - mean * s'.
+    """
+    def const(inp):
+        src = by_name.get(node_name(inp))
+        if src is None or src.op != "Const" or _port(inp) != 0:
+            return None
+        return _per_channel(const_value(src))
+    data = [i for i in node.input if not _is_control(i)]
+    if node.op in ("Identity", "Snapshot"):
+        return data[0], lambda s, o: (s, o)
+    if node.op == "Neg":
+        return data[0], lambda s, o: (-s, -o)
+    if node.op in FUSED_BN_OPS + (GLOBAL_BN_OP,):
+        return _bn_op_step(node, data, const)
+    if node.op not in _ELEMENTWISE or len(data) != 2:
+        return None
+    if node.op == "BiasAdd" and node.attr["data_format"].s not in (b"", b"NHWC"):
+        return None
+    a, b = const(data[0]), const(data[1])
+    if (a is None) == (b is None):
+        return None
+    if node.op in ("Add", "AddV2", "BiasAdd"):
+        c, x = (b, data[0]) if b is not None else (a, data[1])
+        return x, lambda s, o: (s, o + c)
+    if node.op == "Mul":
+        c, x = (b, data[0]) if b is not None else (a, data[1])
+        return x, lambda s, o: (s * c, o * c)
+    if node.op == "Sub":
+        if b is not None:
+            return data[0], lambda s, o: (s, o - b)
+        return data[1], lambda s, o: (-s, a - o)
+    if node.op == "RealDiv" and b is not None:
+        return data[0], lambda s, o: (s / b, o / b)
+    return None
+
+
+def _bn_op_step(node, data, const):
+    if node.op in FUSED_BN_OPS:
+        if node.attr["is_training"].b or node.attr["data_format"].s not in (b"", b"NHWC"):
+            return None
+        params = [const(i) for i in data[1:5]]
+        if any(p is None for p in params):
+            return None
+        gamma, beta, mean, var = params
+        eps = node.attr["epsilon"].f
+    else:
+        params = [const(i) for i in data[1:5]]
+        if any(p is None for p in params):
+            return None
+        mean, var, beta, gamma = params
+        if not node.attr["scale_after_normalization"].b:
+            gamma = np.ones_like(gamma)
+        eps = node.attr["variance_epsilon"].f
+    scale = gamma / np.sqrt(var + np.float64(np.float32(eps)))
+    offset = beta - mean * scale
+    return data[0], lambda s, o: (s * scale, o * scale + offset)
+
+
+def affine_chain(graph_def, output, stop=()):
+    """Walk back from node ``output`` through per-channel affine nodes (see ``_step``).
+
+    A node before ``output`` joins the chain only when ``output``'s chain is its only reader
+    and it is not in ``stop``. Returns (x input string, scale, offset, chain node names)
+    with ``output = x * scale + offset`` (float64 arrays, shape () or (C,)), or None when
+    ``output`` itself is not such a node.
+    """
+    by_name = nodes_by_name(graph_def)
+    users = consumers(graph_def)
+    stop = {node_name(s) for s in stop}
+    steps, chain = [], []
+    name = node_name(output)
+    x = None
+    while True:
+        node = by_name[name]
+        step = _step(node, by_name)
+        if step is None:
+            break
+        inp, f = step
+        steps.append(f)
+        chain.append(name)
+        x = inp
+        src = node_name(inp)
+        if (src in stop or len(users.get(src, [])) != 1 or _port(inp) != 0
+                or by_name[src].op in PLACEHOLDER_OPS):
+            break
+        name = src
+    if not chain:
+        return None
+    scale, offset = np.float64(1.0), np.float64(0.0)
+    for f in reversed(steps):
+        scale, offset = f(scale, offset)
+    return x, scale, offset, chain
+
+
+def _linear_before(graph_def, x):
+    """(linear node, weight node, None) when ``x`` is output 0 of a MatMul/Conv2D/
+    DepthwiseConv2dNative read only by the chain, with a Const weight read only by it;
+    else (None, None, reason)."""
+    by_name = nodes_by_name(graph_def)
+    users = consumers(graph_def)
+    node = by_name[node_name(x)]
+    if node.op not in LINEAR_OPS:
+        return None, None, f"no MatMul/Conv2D/DepthwiseConv2dNative before it (its input comes " \
+                           f"from {node.op} {node.name})"
+    if _port(x) != 0 or len(users.get(node.name, [])) != 1:
+        return None, None, f"the output of {node.op} {node.name} is also read elsewhere"
+    if node.op != "MatMul" and node.attr["data_format"].s not in (b"", b"NHWC"):
+        return None, None, f"{node.op} {node.name} is NCHW"
+    weight = by_name[node_name(node.input[1])]
+    if weight.op != "Const":
+        return None, None, f"the kernel of {node.op} {node.name} is not a constant " \
+                           f"(from {weight.op} {weight.name})"
+    if len(users.get(weight.name, [])) != 1:
+        return None, None, f"the kernel {weight.name} is shared with another op"
+    return node, weight, None
+
+
+def _scaled_kernel(linear, kernel, scale):
+    """The kernel with output channel c multiplied by scale[c] (float64, then its dtype)."""
+    w = kernel.astype(np.float64)
+    if linear.op == "MatMul":
+        out_axis = 0 if linear.attr["transpose_b"].b else 1
+        shape = [1, 1]
+        shape[out_axis] = -1
+        return (w * np.broadcast_to(scale, (w.shape[out_axis],)).reshape(shape)).astype(kernel.dtype)
+    if linear.op == "Conv2D":
+        return (w * np.broadcast_to(scale, (w.shape[3],))).astype(kernel.dtype)
+    channels = w.shape[2] * w.shape[3]  # depthwise: output channel i*multiplier + m
+    s = np.broadcast_to(scale, (channels,)).reshape(w.shape[2], w.shape[3])
+    return (w * s).astype(kernel.dtype)
+
+
+def _unique(by_name, name):
+    candidate, i = name, 1
+    while candidate in by_name:
+        candidate, i = f"{name}_{i}", i + 1
+    return candidate
+
+
+def fold_batch_norm(graph_def, output, stop=(), fold=True, channels=None):
+    """Rewrite the BN whose last node is ``output`` (its name kept).
+
+    Folded: ``L(x, W) * s + o`` -> ``BiasAdd(L(x, W * s), o)`` (bias of a BiasAdd/Add before
+    the BN is part of o). Kept: ``x * s + o`` as one Mul and one AddV2 with constant
+    s and o. ``channels`` (C) shapes s and o when the chain has only scalars.
+
+    Returns (GraphDef, {"folded": bool, "reason": str|None, "linear": name|None}); the
+    GraphDef is unchanged, with reason, when ``output`` is not a per-channel affine chain
+    with constant parameters (e.g. batch statistics at prediction).
+    """
+    chain = affine_chain(graph_def, output, stop)
+    if chain is None:
+        node = nodes_by_name(graph_def)[node_name(output)]
+        return graph_def, {"folded": False, "linear": None,
+                           "reason": f"not an affine map with constant parameters at prediction "
+                                     f"({node.op} {node.name} has a non-constant operand: batch "
+                                     f"statistics?)"}
+    x, scale, offset, _ = chain
+    by_name = nodes_by_name(graph_def)
+    out_node = by_name[node_name(output)]
+    dtype = _output_dtype(out_node)
+    np_dtype = tf.as_dtype(dtype).as_numpy_dtype
+    linear, weight, reason = _linear_before(graph_def, x) if fold else (None, None, "--no-fold")
+    if linear is not None:
+        kernel = const_value(weight)
+        if linear.op == "MatMul":
+            channels = kernel.shape[0 if linear.attr["transpose_b"].b else 1]
+        else:
+            channels = kernel.shape[3] if linear.op == "Conv2D" else kernel.shape[2] * kernel.shape[3]
+    shape = (channels,) if channels else np.broadcast(scale, offset).shape
+    s = np.broadcast_to(scale, shape)
+    o = np.broadcast_to(offset, shape)
+    bias_name = _unique(by_name, f"{out_node.name}/folded_bias" if linear is not None
+                        else f"{out_node.name}/offset")
+    new_nodes = {}
+    if linear is not None:
+        new_nodes[weight.name] = make_const(weight.name, _scaled_kernel(linear, kernel, s),
+                                            kernel.dtype, weight.device)
+        replacement = tf.NodeDef(name=out_node.name, op="BiasAdd", input=[x, bias_name],
+                                 device=out_node.device)
+        replacement.attr["T"].type = dtype
+        replacement.attr["data_format"].s = b"NHWC"
+        extra = [make_const(bias_name, o.astype(np_dtype), np_dtype)]
+    else:
+        scale_name = _unique(by_name, f"{out_node.name}/scale")
+        mul_name = _unique(by_name, f"{out_node.name}/scale_mul")
+        mul = tf.NodeDef(name=mul_name, op="Mul", input=[x, scale_name], device=out_node.device)
+        mul.attr["T"].type = dtype
+        replacement = tf.NodeDef(name=out_node.name, op="AddV2", input=[mul_name, bias_name],
+                                 device=out_node.device)
+        replacement.attr["T"].type = dtype
+        extra = [make_const(scale_name, s.astype(np_dtype), np_dtype),
+                 make_const(bias_name, o.astype(np_dtype), np_dtype), mul]
+    new_nodes[out_node.name] = replacement
+    nodes = [new_nodes.get(n.name, n) for n in graph_def.node] + extra
+    return _with_nodes(graph_def, nodes), {"folded": linear is not None, "reason": reason,
+                                           "linear": linear.name if linear is not None else None}
+
+
+# ---- the whole conversion ----------------------------------------------------------------
+
+FORBIDDEN_OPS = SWITCH_OPS + MERGE_OPS + VARIABLE_OPS + FUSED_BN_OPS + (
+    GLOBAL_BN_OP, "Rsqrt", "Assign", "AssignSub", "AssignAdd", "AssignVariableOp",
+    "AssignSubVariableOp", "AssignAddVariableOp", "ScatterUpdate", "ScatterSub", "ScatterAdd",
+    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
+    "StatelessRandomUniform", "StatelessRandomUniformV2", "StatelessRandomNormal",
+    "StatelessRandomNormalV2", "ReadVariableOp")
+WRITE_OPS = ("Assign", "AssignSub", "AssignAdd", "AssignVariableOp", "AssignSubVariableOp",
+             "AssignAddVariableOp", "ScatterUpdate", "ScatterSub", "ScatterAdd")
+
+
+class InferenceError(ValueError):
+    """Bad input to ``to_inference`` (one line; the CLI exits 2 with it)."""
+
+
+def training_only_ops(graph_def):
+    """Nodes a prediction graph must not hold: Switch/Merge, variables, assigns, random
+    ops, FusedBatchNorm/Rsqrt, and bool placeholders. Returns ["Op name", ...]."""
+    found = [f"{n.op} {n.name}" for n in graph_def.node if n.op in FORBIDDEN_OPS]
+    found += [f"{n.op} {n.name} (bool)" for n in graph_def.node
+              if n.op in PLACEHOLDER_OPS and n.attr["dtype"].type == tf.bool.as_datatype_enum]
+    return found
+
+
+def likely_outputs(graph_def, limit=8):
+    """Float tensors no node reads, outside gradients/optimizer/saver scopes."""
+    users = consumers(graph_def)
+    skip = re.compile(r"(^|/)(gradients|save|Adam|Momentum|GradientDescent|init|report_"
+                      r"uninitialized|group_deps|train)", re.I)
+    found = [f"{n.name}:0" for n in graph_def.node
+             if n.name not in users and n.op not in ("NoOp", "Const", "Assert", "SaveV2", "RestoreV2")
+             and n.op not in VARIABLE_OPS + WRITE_OPS and not skip.search(n.name)
+             and ("T" not in n.attr or n.attr["T"].type in (tf.float32.as_datatype_enum,
+                                                            tf.int64.as_datatype_enum))]
+    return found[:limit]
+
+
+def _check_names(graph, names, what, graph_def):
+    tensors = []
+    for name in names:
+        full = tensor_name(name)
+        try:
+            graph.get_tensor_by_name(full)
+        except (KeyError, ValueError):
+            hint = ", ".join(likely_outputs(graph_def)) if what == "--outputs" else ""
+            raise InferenceError(
+                f"{what}: no tensor {full!r} in the graph" +
+                (f"; likely outputs: {hint}" if hint else "")) from None
+        tensors.append(full)
+    return tensors
+
+
+def _dropout_plan(dropouts, bound):
+    """(dropouts to replace by their input, [{name, reason}] kept). A dropout is the identity
+    when its keep_prob is 1 (or its rate 0) once the mode placeholders are bound."""
+    remove, kept = [], []
+    for d in dropouts:
+        kp = d.keep_prob or {}
+        value = kp.get("value")
+        if kp.get("source") in ("placeholder", "placeholder_with_default") and kp.get("name"):
+            value = bound.get(node_name(kp["name"]), value)
+        identity = value is not None and (
+            (kp.get("param") == "keep_prob" and float(value) == 1.0)
+            or (kp.get("param") == "rate" and float(value) == 0.0))
+        if identity:
+            remove.append(d)
+        else:
+            kept.append({"name": d.name, "reason": f"{kp.get('param')} is {value!r} at prediction, "
+                                                   f"not the identity"})
+    return remove, kept
+
+
+def _inputs_after_binding(graph_def, inputs):
+    """The input tensor names: given, or every Placeholder still needed. A scalar, bool or
+    unknown-rank placeholder left unnamed is ambiguous (InferenceError naming them all)."""
+    left = [n for n in graph_def.node if n.op in PLACEHOLDER_OPS]
+    if inputs:
+        names = {node_name(i) for i in inputs}
+        missing = [n.name for n in left if n.name not in names and n.op != "PlaceholderWithDefault"]
+        if missing:
+            raise InferenceError(
+                f"--inputs: the outputs also need placeholder(s) {', '.join(missing)}; name them in "
+                f"--inputs or give their value with --feed NAME=VALUE")
+        return [tensor_name(i) for i in inputs]
+    ambiguous, found = [], []
+    for n in left:
+        if n.op == "PlaceholderWithDefault":
+            continue
+        shape = n.attr["shape"].shape
+        is_bool = n.attr["dtype"].type == tf.bool.as_datatype_enum
+        if is_bool or shape.unknown_rank or len(shape.dim) == 0:
+            dtype = tf.as_dtype(n.attr["dtype"].type).name
+            ambiguous.append(f"{n.name} ({dtype}, {'scalar' if not shape.unknown_rank else 'any shape'})")
+        else:
+            found.append(f"{n.name}:0")
+    if ambiguous:
+        raise InferenceError(
+            f"cannot tell what placeholder(s) {', '.join(ambiguous)} switch; give each a value "
+            f"with --feed NAME=VALUE (e.g. training=false, keep_prob=1.0) or list the real "
+            f"inputs with --inputs")
+    if not found:
+        raise InferenceError("--outputs: the outputs need no input placeholder; nothing to serve")
+    return found
+
+
+def _defaults_to_identity(graph_def, inputs):
+    """A PlaceholderWithDefault that is not an input becomes an Identity of its default."""
+    names = {node_name(i) for i in inputs}
+    nodes = []
+    for n in graph_def.node:
+        if n.op == "PlaceholderWithDefault" and n.name not in names:
+            n = make_identity(n.name, n.input[0], n.attr["dtype"].type)
+        nodes.append(n)
+    return _with_nodes(graph_def, nodes)
+
+
+def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
+    """The prediction graph of ``graph`` (variables in ``sess``), frozen, without training
+    ops, BN folded (``fold``) or as multiply-adds.
+
+    ``findings``: ``finder.find`` on the graph; ``feeds`` ({name: value}) override its
+    prediction feeds. Returns a dict: ``folded`` and ``unfolded`` GraphDefs (the latter with
+    every BN as x*s+o), ``inputs``, ``outputs``, ``feeds`` (bound), ``bn_layers``
+    ([{name, kind, folded, reason}]), ``dropouts_removed``, ``dropouts_kept``,
+    ``update_ops_dropped``, ``ops_before``, ``ops_after``, ``ops_unfolded``, ``training_ops_left``.
+    """
+    original = graph.as_graph_def()
+    outputs = _check_names(graph, outputs, "--outputs", original)
+    bound = {node_name(k): v for k, v in findings.prediction_feeds().items()}
+    bound.update({node_name(k): v for k, v in (feeds or {}).items()})
+    if inputs:
+        inputs = _check_names(graph, inputs, "--inputs", original)
+        for i in inputs:
+            bound.pop(node_name(i), None)
+    by_name = nodes_by_name(original)
+    for name in bound:
+        if name not in by_name or by_name[name].op not in PLACEHOLDER_OPS:
+            got = by_name[name].op if name in by_name else "no such node"
+            raise InferenceError(f"--feed: {name} must be a placeholder of the graph, got {got}")
+    before = prune(original, outputs)
+    graph_def = bind_placeholders(before, bound)
+    remove, kept_dropouts = _dropout_plan(findings.dropouts, bound)
+    for d in remove:
+        if node_name(d.output) in nodes_by_name(graph_def):
+            graph_def = replace_with_identity(graph_def, d.output, d.input)
+    bn_outputs = [node_name(b.output) for b in findings.bn_layers]
+    graph_def, _ = simplify(graph_def, outputs, keep=bn_outputs)
+    inputs = _inputs_after_binding(graph_def, inputs)
+    graph_def = prune(_defaults_to_identity(graph_def, inputs), outputs)
+    dropped = []
+    if not any(n.op in SWITCH_OPS + MERGE_OPS for n in graph_def.node):
+        live = nodes_by_name(graph_def)
+        graph_def = prune(strip_control_inputs(graph_def), outputs)
+        dropped = sorted(set(live) - set(nodes_by_name(graph_def)) & {
+            n for n, node in live.items() if node.op in WRITE_OPS})
+    graph_def, _ = freeze_variables(graph_def, sess, outputs)
+    graph_def, _ = simplify(graph_def, outputs, keep=bn_outputs)
+    protected = [node_name(i) for i in inputs] + [node_name(o) for o in outputs]
+    graph_def = prune(remove_identities(graph_def, protected + bn_outputs), outputs)
+    unfolded, _ = _rewrite_bns(graph_def, findings.bn_layers, protected, outputs, fold=False)
+    folded, bn_report = _rewrite_bns(graph_def, findings.bn_layers, protected, outputs, fold=fold)
+    folded = prune(remove_identities(folded, protected), outputs)
+    unfolded = prune(remove_identities(unfolded, protected), outputs)
+    return {"folded": folded, "unfolded": unfolded, "inputs": inputs, "outputs": outputs,
+            "feeds": {f"{k}:0": _jsonable(v) for k, v in bound.items()},
+            "bn_layers": bn_report,
+            "dropouts_removed": [d.name for d in remove], "dropouts_kept": kept_dropouts,
+            "update_ops_dropped": dropped, "ops_before": op_counts(before),
+            "ops_after": op_counts(folded), "ops_unfolded": op_counts(unfolded),
+            "training_ops_left": training_only_ops(folded)}
+
+
+def _jsonable(value):
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value.tolist()
+
+
+def _rewrite_bns(graph_def, bn_layers, protected, outputs, fold):
+    """Each BN, in graph order, folded or made one multiply-add; the others' outputs stop
+    each chain so that one BN never swallows another."""
+    order = {name: i for i, name in enumerate(topological_order(graph_def))}
+    layers = sorted(bn_layers, key=lambda b: order.get(node_name(b.output), -1))
+    all_outputs = {node_name(b.output) for b in bn_layers}
+    report = []
+    for bn in layers:
+        out = node_name(bn.output)
+        entry = {"name": bn.name, "kind": bn.kind, "folded": False, "reason": None}
+        if out not in nodes_by_name(graph_def):
+            entry["reason"] = "not on the path to the outputs"
+        else:
+            stop = set(protected) | (all_outputs - {out})
+            graph_def, result = fold_batch_norm(graph_def, out, stop=stop, fold=fold)
+            graph_def = prune(graph_def, outputs)
+            entry.update(folded=result["folded"], reason=result["reason"])
+            if result["linear"]:
+                entry["into"] = result["linear"]
+        report.append(entry)
+    return graph_def, report
+
+
+# ---- loading, verification, latency, the command ---------------------------------------
+
+def open_model(path):
+    """(graph, sess, meta_graph or None) with the variables restored: a checkpoint prefix or
+    directory (with its .meta), a .meta file (its checkpoint beside it) or a SavedModel."""
+    import glob  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+    graph = tf.Graph()
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        sess = tf.Session(graph=graph)
+        with graph.as_default():
+            meta = tf.saved_model.loader.load(sess, [tf.saved_model.tag_constants.SERVING], path)
+        return graph, sess, meta
+    if path.endswith(".meta"):
+        meta_path, prefix = path, path[:-len(".meta")]
+        if not glob.glob(prefix + ".index"):
+            prefix = tf.train.latest_checkpoint(os.path.dirname(path) or ".")
+    elif os.path.isdir(path):
+        prefix = tf.train.latest_checkpoint(path)
+        meta_path = prefix + ".meta" if prefix else None
+    else:
+        prefix, meta_path = path, path + ".meta"
+    if not prefix or not glob.glob(prefix + ".index"):
+        raise InferenceError(f"PATH: no checkpoint at {path!r} (give a checkpoint prefix, its "
+                             f"directory, its .meta file or a SavedModel directory)")
+    if not meta_path or not os.path.isfile(meta_path):
+        raise InferenceError(f"PATH: checkpoint {prefix!r} has no .meta graph beside it")
+    with graph.as_default():
+        saver = tf.train.import_meta_graph(meta_path, clear_devices=True)
+        sess = tf.Session(graph=graph)
+        saver.restore(sess, prefix)
+    meta = tf.MetaGraphDef()
+    with open(meta_path, "rb") as f:
+        meta.ParseFromString(f.read())
+    return graph, sess, meta
+
+
+def _input_shapes(graph, inputs):
+    shapes = {}
+    for name in inputs:
+        shape = graph.get_tensor_by_name(name).shape
+        if shape.rank is None or any(d is None for d in shape.as_list()[1:]):
+            raise InferenceError(f"--data: input {name} has shape {shape} (only the batch "
+                                 f"dimension may be unknown); give inputs with --data FILE.npz")
+        shapes[name] = [None] + shape.as_list()[1:]
+    return shapes
+
+
+def make_batches(graph, inputs, data=None, sizes=(1, 16), seed=0):
+    """{size: {input: array}}: rows of ``data`` ({name: array}, tiled if short) or N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    batches = {}
+    for size in sizes:
+        batch = {}
+        for name in inputs:
+            tensor = graph.get_tensor_by_name(name)
+            dtype = tensor.dtype.as_numpy_dtype
+            if data is not None:
+                key = name if name in data else node_name(name)
+                if key not in data:
+                    raise InferenceError(f"--data: no array named {node_name(name)} "
+                                         f"(has {', '.join(sorted(data)) or 'none'})")
+                rows = np.asarray(data[key])
+                reps = -(-size // len(rows))
+                batch[name] = np.concatenate([rows] * reps)[:size].astype(dtype)
+            else:
+                shape = [size] + _input_shapes(graph, [name])[name][1:]
+                value = rng.normal(size=shape) if tensor.dtype.is_floating else rng.integers(0, 2, shape)
+                batch[name] = value.astype(dtype)
+        batches[size] = batch
+    return batches
+
+
+def verify(runner, reference, batches, tolerance=1e-4):
+    """Compare a runner with the reference outputs ({size: [arrays]}) at every batch size.
+
+    max_abs_diff: over sizes and outputs; ok when each output differs by at most
+    ``tolerance * max(1, max |reference output|)``. batch_independent: each sample of
+    the largest batch run alone equals its row in the batch (same tolerance);
+    deterministic: the largest batch run twice gives the same bits.
+    """
+    diff, ok = 0.0, True
+    outputs = {}
+    for size, feeds in batches.items():
+        outputs[size] = runner.run(feeds)
+        for got, want in zip(outputs[size], reference[size]):
+            d = float(np.max(np.abs(np.asarray(got, np.float64) - want))) if want.size else 0.0
+            diff = max(diff, d)
+            ok &= d <= tolerance * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+    largest = max(batches)
+    feeds = batches[largest]
+    again = runner.run(feeds)
+    deterministic = all(np.array_equal(a, b) for a, b in zip(again, outputs[largest]))
+    independent = True
+    for row in range(largest):
+        alone = runner.run({k: v[row:row + 1] for k, v in feeds.items()})
+        for got, want in zip(alone, outputs[largest]):
+            scale = max(1.0, float(np.max(np.abs(want))))
+            independent &= float(np.max(np.abs(np.asarray(got, np.float64) - want[row:row + 1]))) \
+                <= tolerance * scale
+    return {"max_abs_diff": diff, "within_tolerance": bool(ok),
+            "batch_independent": bool(independent), "deterministic": bool(deterministic)}
+
+
+def measure_latency(runners, batches, runs=30, seed=0):
+    """{variant: {str(size): median ms}} over ``runs`` interleaved rounds (new random order
+    each round, after one warm-up run of each)."""
+    import time  # pylint: disable=import-outside-toplevel
+    rng = np.random.default_rng(seed)
+    times = {(v, s): [] for v in runners for s in batches}
+    keys = list(times)
+    for v, s in keys:
+        runners[v].run(batches[s])
+    for _ in range(runs):
+        for i in rng.permutation(len(keys)):
+            v, s = keys[i]
+            start = time.perf_counter()
+            runners[v].run(batches[s])
+            times[(v, s)].append((time.perf_counter() - start) * 1e3)
+    return {v: {str(s): float(np.median(times[(v, s)])) for s in batches} for v in runners}
+
+
+VARIANTS = ("original", "frozen_unfolded", "folded", "onnxruntime", "tflite")
+
+
+def _add_aliases(graph_def, aliases):
+    """Identity nodes named ``aliases[tensor]`` on output tensors (e.g. output_logits)."""
+    by_name = nodes_by_name(graph_def)
+    extra = []
+    for tensor, alias in aliases.items():
+        if alias in by_name:
+            raise InferenceError(f"aliases: {alias!r} is already a node of the graph")
+        extra.append(make_identity(alias, tensor, _output_dtype(by_name[node_name(tensor)])))
+    return _with_nodes(graph_def, list(graph_def.node) + extra)
+
+
+def _check_formats(formats):
+    from tf1_repro.legacy import formats as fmt  # pylint: disable=import-outside-toplevel
+    bad = [f for f in formats if f not in fmt.FORMATS]
+    if bad or not formats:
+        raise InferenceError(f"--formats must be a comma-separated subset of "
+                             f"{','.join(fmt.FORMATS)}, got {','.join(formats) or 'nothing'}")
+    return list(dict.fromkeys(formats))
+
+
+def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
+                 formats=("saved_model", "frozen", "onnx", "tflite"), data=None, latency_runs=30,
+                 tolerance=1e-4, aliases=None, input_keys=None, output_keys=None, log=None):
+    """Load ``path``, convert (see ``convert``), write the formats into ``out_dir``, verify
+    each against the original graph run with the prediction feeds (batch 1 and 16), and
+    time the variants (batch 1 and 64, ``latency_runs`` interleaved rounds; 0 skips).
+
+    Runs the user's graph (prediction feeds only: no training op). Returns the report
+    (JSON-able); ``report["ok"]`` is False when an artefact differs. Raises
+    InferenceError for bad input (nothing written then).
+    """
+    import os  # pylint: disable=import-outside-toplevel
+    import shutil  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import finder  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import formats as fmt  # pylint: disable=import-outside-toplevel
+    log = log or (lambda line: None)
+    formats = _check_formats(list(formats))
+    if not outputs:
+        raise InferenceError("--outputs must name at least one tensor")
+    targets = {f: os.path.join(out_dir, fmt.FILE_NAMES[f]) for f in formats}
+    taken = [p for p in targets.values() if os.path.exists(p)]
+    if taken:
+        raise InferenceError(f"--out: {taken[0]} exists already; give an empty directory")
+    graph, sess, _ = open_model(path)
+    try:
+        findings = finder.find(graph)
+        conv = convert(graph, sess, outputs, findings, inputs=inputs, feeds=feeds, fold=fold)
+        served_outputs = conv["outputs"]
+        folded, unfolded = conv["folded"], conv["unfolded"]
+        if aliases:
+            folded = _add_aliases(folded, aliases)
+            unfolded = _add_aliases(unfolded, aliases)
+        shapes = _input_shapes(graph, conv["inputs"]) if data is None else {
+            i: [None] + list(np.asarray(data.get(i, data.get(node_name(i)))).shape[1:])
+            for i in conv["inputs"]}
+        checks = make_batches(graph, conv["inputs"], data, (1, 16))
+        timing = make_batches(graph, conv["inputs"], data, (1, 64), seed=1) if latency_runs else {}
+        original = fmt.open_session(graph, sess, served_outputs, conv["feeds"])
+        reference = {s: [np.asarray(v, np.float64) for v in original.run(b)]
+                     for s, b in checks.items()}
+        written, skipped = _write_formats(fmt, formats, folded, conv["inputs"], served_outputs,
+                                          shapes, out_dir, targets, input_keys, output_keys,
+                                          tempfile, shutil, log)
+        artefacts, runners = {}, {"original": original}
+        for name, target in written.items():
+            runner = _open_artefact(fmt, name, target, conv["inputs"], served_outputs)
+            result = verify(runner, reference, checks, tolerance)
+            artefacts[name] = {"path": target, **result, "bytes": fmt.file_size(target)}
+            if name in ("onnx", "tflite"):
+                runners["onnxruntime" if name == "onnx" else "tflite"] = runner
+            log(f"verified {name:<12} max |diff| {result['max_abs_diff']:.3g}  batch independent "
+                f"{result['batch_independent']}  deterministic {result['deterministic']}")
+        runners["frozen_unfolded"] = fmt.open_graph_def(unfolded, served_outputs)
+        runners["folded"] = fmt.open_graph_def(folded, served_outputs)
+        latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners}, timing,
+                                  latency_runs) if latency_runs else {}
+        for runner in runners.values():
+            runner.close()
+    finally:
+        sess.close()
+    ok = all(a["within_tolerance"] and a["batch_independent"] and a["deterministic"]
+             for a in artefacts.values())
+    return {"source": path, "inputs": conv["inputs"], "outputs": served_outputs,
+            "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
+            "dropouts_removed": conv["dropouts_removed"], "dropouts_kept": conv["dropouts_kept"],
+            "update_ops_dropped": conv["update_ops_dropped"],
+            "ops_before": conv["ops_before"], "ops_after": conv["ops_after"],
+            "ops_unfolded": conv["ops_unfolded"], "training_ops_left": conv["training_ops_left"],
+            "artefacts": artefacts, "skipped": skipped, "latency_ms": latency,
+            "latency_runs": latency_runs, "tolerance": tolerance, "ok": bool(ok)}
+
+
+def _write_formats(fmt, formats, graph_def, inputs, outputs, shapes, out_dir, targets,
+                   input_keys, output_keys, tempfile, shutil, log):
+    """Convert into a scratch directory first; move into out_dir only when all succeeded."""
+    import os  # pylint: disable=import-outside-toplevel
+    written, skipped = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = {}
+        for name in formats:
+            path = os.path.join(tmp, fmt.FILE_NAMES[name])
+            try:
+                if name == "saved_model":
+                    fmt.write_saved_model(graph_def, inputs, outputs, path, input_keys, output_keys)
+                elif name == "frozen":
+                    fmt.write_frozen(graph_def, path)
+                elif name == "onnx":
+                    fmt.write_onnx(graph_def, inputs, outputs, path)
+                else:
+                    fmt.write_tflite(graph_def, inputs, outputs, shapes, path)
+            except fmt.FormatUnavailable as err:
+                log(str(err))
+                skipped[name] = str(err)
+                continue
+            except fmt.FormatError as err:
+                raise InferenceError(str(err)) from None
+            staged[name] = path
+        os.makedirs(out_dir, exist_ok=True)
+        for name, path in staged.items():
+            shutil.move(path, targets[name])
+            written[name] = targets[name]
+    return written, skipped
+
+
+def _open_artefact(fmt, name, path, inputs, outputs):
+    if name == "saved_model":
+        return fmt.open_saved_model(path, inputs, outputs)
+    if name == "frozen":
+        return fmt.open_frozen(path, outputs)
+    if name == "onnx":
+        return fmt.open_onnx(path, outputs)
+    return fmt.open_tflite(path, inputs, outputs)
+
+
+def parse_feed(text):
+    """``NAME=VALUE`` -> (NAME, value): true/false, an integer or a float."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip() or not raw.strip():
+        raise InferenceError(f"--feed must be NAME=VALUE (e.g. training=false), got {text!r}")
+    raw = raw.strip()
+    if raw.lower() in ("true", "false"):
+        return name.strip(), raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return name.strip(), kind(raw)
+        except ValueError:
+            pass
+    raise InferenceError(f"--feed {name.strip()}: VALUE must be true, false or a number, got {raw!r}")
+
+
+def _ops_line(counts, width=100):
+    text = ", ".join(f"{op} {n}" for op, n in counts.items())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def format_report(report):
+    """The report as text (what the command prints)."""
+    lines = [f"to-inference {report['source']}: inputs {', '.join(report['inputs'])} -> outputs "
+             f"{', '.join(report['outputs'])}",
+             f"  prediction feeds bound: " + (", ".join(f"{k}={v}" for k, v in report['feeds'].items())
+                                             or "none"),
+             f"  ops before ({sum(report['ops_before'].values())}): {_ops_line(report['ops_before'])}",
+             f"  ops after  ({sum(report['ops_after'].values())}): {_ops_line(report['ops_after'])}"]
+    for bn in report["bn_layers"]:
+        state = f"folded into {bn.get('into')}" if bn["folded"] else f"kept: {bn['reason']}"
+        lines.append(f"  BN {bn['name']} ({bn['kind']}): {state}")
+    if report["dropouts_removed"]:
+        lines.append(f"  dropouts removed (identity at prediction): "
+                     f"{', '.join(report['dropouts_removed'])}")
+    for d in report["dropouts_kept"]:
+        lines.append(f"  dropout {d['name']} kept: {d['reason']}")
+    if report["update_ops_dropped"]:
+        lines.append(f"  ! update ops that ran at prediction were dropped: "
+                     f"{', '.join(report['update_ops_dropped'])}")
+    if report["training_ops_left"]:
+        lines.append(f"  ! training-only ops left: {', '.join(report['training_ops_left'][:8])}")
+    lines.append(f"  artefacts (vs the original graph, batch 1 and 16; tolerance "
+                 f"{report['tolerance']:g} x max(1, |output|)):")
+    for name, a in report["artefacts"].items():
+        verdict = "ok" if a["within_tolerance"] and a["batch_independent"] and a["deterministic"] \
+            else "DIFFERS"
+        lines.append(f"    {name:<12} {verdict:<8} max |diff| {a['max_abs_diff']:<10.3g} batch "
+                     f"independent {str(a['batch_independent']):<5} deterministic "
+                     f"{str(a['deterministic']):<5} {a['bytes']:>10,} bytes  {a['path']}")
+    for name, hint in report["skipped"].items():
+        lines.append(f"    {name:<12} skipped  ({hint})")
+    if report["latency_ms"]:
+        lines.append(f"  latency, median of {report['latency_runs']} interleaved runs (ms):")
+        lines.append(f"    {'variant':<16} {'batch 1':>9} {'batch 64':>9}")
+        for variant, t in report["latency_ms"].items():
+            lines.append(f"    {variant:<16} {t['1']:>9.3f} {t['64']:>9.3f}")
+    lines.append("verified: every artefact matches the original" if report["ok"] else
+                 "FAILED: an artefact differs from the original (exit 1)")
+    return "\n".join(lines)
