@@ -393,6 +393,65 @@ def _add_train(commands):
     p.set_defaults(run=_run_predict)
 
 
+def _add_to_inference(commands):
+    p = commands.add_parser(
+        "to-inference", help="freeze any TF1 training graph for serving: bind mode placeholders, "
+        "drop training ops and dropout, fold BN; SavedModel, frozen, ONNX, TFLite; verified",
+        description="Loads PATH and runs its graph with the prediction feeds (no training op) to "
+        "verify each artefact. Imports no user code.")
+    p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory (with its .meta), "
+                   "a .meta file, or a SavedModel directory")
+    p.add_argument("--outputs", required=True, metavar="NAME[,NAME...]",
+                   help="output tensors or ops of the prediction path")
+    p.add_argument("--inputs", metavar="NAME[,NAME...]",
+                   help="input placeholders (default: every placeholder the outputs need that is "
+                   "not a mode switch)")
+    p.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
+                   help="bind a placeholder (repeatable; overrides training=false, keep_prob=1, "
+                   "rate=0, keras_learning_phase=0 found in the graph)")
+    p.add_argument("--no-fold", action="store_true", help="keep each BN as one multiply-add")
+    p.add_argument("--formats", default="saved_model,frozen,onnx,tflite",
+                   help="comma-separated subset of saved_model,frozen,onnx,tflite (default all)")
+    p.add_argument("--data", metavar="FILE.npz", help="inputs to verify with (arrays named by "
+                   "input); default N(0, 1) shaped by the placeholders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--latency-runs", type=int, default=30, metavar="N",
+                   help="interleaved timing rounds (default 30; 0 skips timing)")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.set_defaults(run=_run_to_inference)
+
+
+def _run_to_inference(args):
+    from tf1_repro.legacy import inference  # pylint: disable=import-outside-toplevel
+    prog = "python -m tf1_repro to-inference"
+    try:
+        feeds = dict(inference.parse_feed(f) for f in args.feed)
+        if args.latency_runs < 0:
+            raise inference.InferenceError(f"--latency-runs must be >= 0, got {args.latency_runs}")
+        data = None
+        if args.data:
+            import numpy as np  # pylint: disable=import-outside-toplevel
+            try:
+                with np.load(args.data) as npz:
+                    data = {k: npz[k] for k in npz.files}
+            except (OSError, ValueError) as err:
+                raise inference.InferenceError(f"--data: cannot read {args.data!r} as .npz "
+                                               f"({err})") from None
+        split = [n.strip() for n in args.outputs.split(",") if n.strip()]
+        inputs = [n.strip() for n in args.inputs.split(",") if n.strip()] if args.inputs else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = inference.to_inference(
+                args.path, split, args.out, inputs=inputs, feeds=feeds, fold=not args.no_fold,
+                formats=[f.strip() for f in args.formats.split(",") if f.strip()], data=data,
+                latency_runs=args.latency_runs, log=_stderr)
+    except inference.InferenceError as err:
+        raise UsageError(f"{prog}: error: {err}") from None
+    print(inference.format_report(report))
+    _write_json(args.json, report)
+    return 0 if report["ok"] else 1
+
+
 def _stderr(line):
     print(line, file=sys.stderr, flush=True)
 
@@ -448,6 +507,7 @@ def build_parser():
     _add_checkpoint_tools(commands)
     _add_bench(commands)
     _add_train(commands)
+    _add_to_inference(commands)
     _add_examples(commands)
     return parser
 
