@@ -41,6 +41,8 @@ EXAMPLES = {
     "bench": "python -m tf1_repro bench --repeat 5 --hygiene-steps 1000 --json runs/bench.json",
     "train": "python -m tf1_repro train --steps 1000 --out runs/train",
     "predict": "python -m tf1_repro predict --checkpoint runs/train",
+    "recalibrate": "python -m tf1_repro recalibrate runs/demo --data data.npz --out runs/recalibrated "
+                   "--labels y --predictions ArgMax:0",
 }
 
 
@@ -92,13 +94,16 @@ def _add_demo(commands):
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisers and dropout")
     p.add_argument("--out", default="runs/demo", help="checkpoint folder (default runs/demo)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--data", choices=("blobs", "digits"), default="blobs",
+                   help="blobs: synthetic, known population (default); digits: scikit-learn's "
+                   "bundled handwritten digits (1,797 8x8 images, no download)")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args):
     from tf1_repro.model import demo  # pylint: disable=import-outside-toplevel
     report = demo.run_demo(steps=args.steps, batch_size=args.batch_size, keep_prob=args.keep_prob,
-                           seed=args.seed, out_dir=args.out)
+                           seed=args.seed, out_dir=args.out, data_name=args.data)
     print(demo.format_report(report))
     _write_json(args.json, report)
     return 0
@@ -488,6 +493,53 @@ def _run_predict(args):
     return 0
 
 
+def _add_recalibrate(commands):
+    p = commands.add_parser(
+        "recalibrate", help="exact BN statistics for a checkpoint over your data, weights frozen",
+        description="Replace every BN layer's moving mean and variance by the exact population "
+        "moments of its input over DATA (upstream in prediction mode, upstream BN layers already "
+        "recalibrated) and write a new checkpoint in DIR. This imports the graph in PATH's .meta and "
+        "runs it (prediction mode only; nothing is trained); with --data module.py:FUNC it also "
+        "imports and runs your Python code. The source checkpoint is never modified.")
+    p.add_argument("path", metavar="PATH", help="checkpoint prefix, or a directory with a checkpoint "
+                   "and its .meta")
+    p.add_argument("--data", required=True, metavar="FILE.npz|FILE.npy|module.py:FUNC",
+                   help=".npz: arrays keyed by placeholder name; .npy: the one input placeholder; "
+                   "module.py:FUNC: FUNC() yields feed dicts {placeholder name: batch}, called once "
+                   "per pass, same data each time (imports and runs your code)")
+    p.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
+                   help="value for a placeholder neither the data nor prediction mode covers "
+                   "(repeatable; true/false, a number or a JSON list)")
+    p.add_argument("--batch-size", type=positive_int, default=256,
+                   help="samples per run for .npz/.npy (default 256; FUNC batches are used as yielded)")
+    p.add_argument("--max-samples", type=positive_int, metavar="N", help="use at most N samples")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the new checkpoint")
+    p.add_argument("--labels", metavar="KEY", help="data key of the labels: accuracy before and after")
+    p.add_argument("--predictions", metavar="TENSOR",
+                   help="tensor of class ids or scores (e.g. ArgMax:0), with --labels")
+    p.add_argument("--force", action="store_true", help="replace a checkpoint already in DIR")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    progress.add_quiet_flag(p)
+    p.set_defaults(run=_run_recalibrate)
+
+
+def _run_recalibrate(args):
+    from tf1_repro.legacy import recalibrate  # pylint: disable=import-outside-toplevel
+    try:
+        feeds = dict(recalibrate.parse_feed(item) for item in args.feed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            report = recalibrate.recalibrate(
+                args.path, args.data, args.out, feeds=feeds, batch_size=args.batch_size,
+                max_samples=args.max_samples, labels=args.labels, predictions=args.predictions,
+                force=args.force, progress=progress.factory(quiet=args.quiet))
+    except recalibrate.RecalibrateError as err:
+        raise UsageError(f"python -m tf1_repro {err}") from None
+    print(recalibrate.format_report(report))
+    _write_json(args.json, report)
+    return 0
+
+
 def _write_json(path, payload, quiet=False):
     if path:
         with open(path, "w", encoding="utf-8") as f:
@@ -508,6 +560,7 @@ def build_parser():
     _add_bench(commands)
     _add_train(commands)
     _add_to_inference(commands)
+    _add_recalibrate(commands)
     _add_examples(commands)
     return parser
 

@@ -79,3 +79,21 @@ def test_bad_arguments_exit_2_with_one_line(args, message):
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def digits_report(tmp_path_factory):
+    return demo.run_demo(steps=150, batch_size=64, data_name="digits",
+                         out_dir=str(tmp_path_factory.mktemp("digits")), log=lambda line: None)
+
+
+def test_digits_demo_holds_every_point_on_real_held_out_images(digits_report):
+    r = digits_report
+    assert (r["data"], r["features"], r["classes"], r["test_size"]) == ("digits", 64, 10, 539)
+    assert all(r["holds"].values()), r["holds"]
+    assert r["test_accuracy"] > 0.85  # 10 classes: chance is 0.1
+    assert r["moving_stats"]["constant_features"] == 3  # the always-blank border pixels
+    # the collapse: one sample with training=True predicts the same class for every digit
+    assert r["collapse"]["distinct_predictions"] == 1 and r["collapse"]["accuracy"] < 0.5
+    text = demo.format_report(r)
+    assert "dense model on handwritten digits, 64 pixels, 10 classes" in text and "✗" not in text
