@@ -835,6 +835,7 @@ def _layer_report(layer):
     n = layer.moments.count
     return {
         "name": layer.info.name, "kind": layer.info.kind, "depth": layer.depth,
+        "input": layer.info.input, "output": layer.info.output,
         "moving_mean": layer.mean_key, "moving_variance": layer.var_key,
         "values_per_channel": n, "channels": layer.channels, "epsilon": layer.epsilon,
         "variance_stored": "unbiased M2/(n-1)" if layer.ddof else "biased M2/n",
