@@ -517,6 +517,7 @@ class _Finder:
             training = bool(op.get_attr("is_training"))
             factor = op.get_attr("exponential_avg_factor") if op.type == "FusedBatchNormV3" else 1.0
             unit = dict(op=op, kind="fused", x=x, y=op.outputs[0], eps=float(op.get_attr("epsilon")),
+                        mean_ignored=self.trace(mean), var_ignored=self.trace(var),
                         scale=self.trace(scale), offset=self.trace(offset),
                         mean=[] if training and factor == 1.0 else self.trace(mean),
                         var=[] if training and factor == 1.0 else self.trace(var),
@@ -634,8 +635,8 @@ class _Finder:
 
     def _variables_of(self, unit):
         names = set()
-        for key in ("scale", "offset", "mean", "var"):
-            names |= {s.op.name for s in unit[key] if s.kind == "variable"}
+        for key in ("scale", "offset", "mean", "var"):  # Consts too: a frozen graph's parameters
+            names |= {s.op.name for s in unit[key] if s.kind in ("variable", "const")}
         for key in ("mean", "var"):
             names |= set(self._linked(unit, key))
         return names
@@ -647,8 +648,26 @@ class _Finder:
         if key in cache:
             return cache[key]
         found = []
-        starts = [src.op for src in unit[key + "_batch"]] if unit.get(key + "_batch") else []
-        frontier, seen = list(starts), set()
+        frontier, seen = [], set()
+        for src in unit.get(key + "_batch") or []:
+            # only the consumers of this output (a fused op's mean and variance are outputs 1, 2)
+            frontier += [c for c in self.consumers.get(src.op.name, [])
+                         if any(t.op.name == src.op.name and t.value_index == src.output
+                                for t in c.inputs)]
+        frontier = [c for c in frontier if c.type not in WRITE_OPS] + \
+            [c for c in frontier if c.type in WRITE_OPS]
+        pending = list(frontier)
+        frontier = []
+        for c in pending:
+            seen.add(c.name)
+            if c.type in WRITE_OPS:
+                target = self.trace(c.inputs[0])
+                if target and target[0].kind == "variable" and \
+                        self._decay(c, target[0].op.name)[0] is not None:
+                    found.append(target[0].op.name)
+            elif c.type in ("Identity", "Switch", "Sub", "Mul", "Squeeze", "Reshape", "Enter",
+                            "StopGradient", "RealDiv", "Merge"):
+                frontier.append(c)
         while frontier:
             o = frontier.pop()
             for c in self.consumers.get(o.name, []):
@@ -707,6 +726,11 @@ class _Finder:
             linked_var = sorted({n for u in units for n in self._linked(u, "var")})
             moving_mean = linked_mean[0] if linked_mean else None
             moving_var = linked_var[0] if linked_var else None
+            if moving_mean is None and moving_var is None:  # a fused op in training mode
+                moving_mean = next((s.op.name for u in units for s in u.get("mean_ignored", [])
+                                    if s.kind in ("variable", "const")), None)
+                moving_var = next((s.op.name for u in units for s in u.get("var_ignored", [])
+                                   if s.kind in ("variable", "const")), None)
             unread = [n for n in (moving_mean, moving_var) if n]
         var_names = [n for n in (gamma, beta, moving_mean, moving_var) if n]
         const_only = all(self.g.get_operation_by_name(n).type == "Const" for n in var_names) and var_names
@@ -718,6 +742,8 @@ class _Finder:
                     name = name[: -len(suffix)]
         if const_only and var_names:
             name = _common_scope(var_names) or name
+        if not name:
+            name = first["op"].name  # an unscoped layer: named by its normalisation op
 
         x = self._strip_switch(first["x"])
         output = self._layer_output(units)
@@ -736,7 +762,7 @@ class _Finder:
         upd = self._updates(stats, units, output, moving_var, mode)
         notes += upd["notes"]
         if kind == "batch_normalization" and upd["location"] == "output" and mode is not None and \
-                not upd["at_prediction"] and \
+                not upd["at_prediction"] and used and \
                 mode.op != "python_bool" and any(u["batch"] for u in units) and moving_mean and \
                 any(s.kind == "batch" for u in units for s in u["mean"]):
             kind = "article"
@@ -817,6 +843,11 @@ class _Finder:
             kinds = {u["batch"] for u in units}
             if kinds == {True, False}:
                 return ModeInput("", "training", "python_bool", None, False), True, batch_only
+        if mode is None and len(units) == 1 and units[0]["kind"] == "fused":
+            op = units[0]["op"]
+            training = bool(op.get_attr("is_training"))
+            return (ModeInput(op.name, "training", "attr:is_training", training, None),
+                    not training, batch_only)
         if mode is None:
             # one path only: a frozen or prediction graph, or a batch-statistics-only layer
             used = None if batch_only else not any(u["batch"] for u in units)
@@ -912,7 +943,7 @@ class _Finder:
                         break
             locations.append(loc or f"separate-op:{self._sink(w)}")
         location = locations[0]
-        if len(set(locations)) > 1:
+        if len({loc.split(":")[0] for loc in locations}) > 1:
             info["notes"].append(f"update ops live in more than one place: {sorted(set(locations))}")
             for preferred in ("output", "UPDATE_OPS"):
                 if preferred in locations:
@@ -957,7 +988,7 @@ class _Finder:
                 continue
             seen.add(o.name)
             nxt = self.consumers.get(o.name, []) + self.ctrl_consumers.get(o.name, [])
-            if not nxt:
+            if not nxt and o.type not in ("ReadVariableOp", "Identity", "Merge", "Switch"):
                 if best is op or o.type == "NoOp":
                     best = o
             frontier.extend(nxt)
@@ -1125,7 +1156,7 @@ class _Finder:
         elif "dropout" in apply_op.name and convention == "inverted" and \
                 any(t.op.type == "Floor" for t in apply_op.inputs):
             kind = "tf.nn.dropout"
-        name = _scope(apply_op.name)
+        name = _scope(apply_op.name) or apply_op.name
         if mode is not None and name.endswith("/dropout") and "/cond" in name:
             name = name.split("/cond")[0]
         return Dropout(name=name, kind=kind, input=x.name, output=output.name, keep_prob=keep,
