@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run-demo test experiments compare bench clean tensorboard figures screenshots
+.PHONY: venv run-demo test experiments compare bench bench-recalibrate clean tensorboard figures screenshots
 
 venv: $(STAMP)
 
@@ -41,6 +41,9 @@ compare: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tf1_repro bench --json runs/bench.json
+
+bench-recalibrate: $(STAMP)
+	$(PY) -m tf1_repro.legacy.recalibrate_bench --json runs/bench_recalibrate.json
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -448,23 +448,18 @@ def resolve_checkpoint(path):
 
 
 def _open(prefix, meta):
-    """A new graph with the .meta imported (names unchanged) and a session restored from ``prefix``."""
-    graph = tf.Graph()
-    with graph.as_default():
-        try:
-            saver = tf.train.import_meta_graph(meta, clear_devices=True)
-        except Exception as err:  # pylint: disable=broad-except
-            raise RecalibrateError(f"{WHERE}: {meta} could not be imported: {type(err).__name__}: "
-                                   f"{loader._one_line(err)}") from None  # pylint: disable=protected-access
-        saver = saver or tf.train.Saver()
-    sess = tf.Session(graph=graph)
+    """A new graph with the .meta imported (names unchanged) and a session with the checkpoint's values.
+
+    ``tf1_repro.legacy.artefacts`` restores each variable through its own assign ops,
+    so none of the user's save/restore ops run.
+    """
+    from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
     try:
-        saver.restore(sess, prefix)
-    except (tf.errors.OpError, ValueError) as err:
-        sess.close()
-        raise RecalibrateError(f"{WHERE}: checkpoint {prefix} could not be restored into {meta}: "
-                               f"{str(err).strip().splitlines()[0][:200]}") from None
-    return graph, sess
+        graph_only = artefacts.load(meta)
+        art = artefacts.Artefact("checkpoint", prefix, graph_only.graph_def, graph_only.meta_graph, prefix)
+        return art.open()
+    except artefacts.ArtefactError as err:
+        raise RecalibrateError(f"{WHERE}: {err}") from None
 
 
 # ---------------------------------------------------------------- feeds
