@@ -13,7 +13,8 @@ API (for any test that needs saved legacy models)::
         case.twin              # name of the healthy twin of a broken case (None for healthy ones)
         case.inputs            # {tensor name: shape with None for the batch}; {} without a graph
         case.outputs           # prediction tensor names, e.g. ("logits:0",); () without a graph
-        case.feeds             # what prediction needs fed besides the inputs, e.g. {"training:0": False}
+        case.feeds             # the mode inputs prediction binds (placeholders, with or without
+                               # default), e.g. {"training:0": False, "keep_prob:0": 1.0}
 
 ``SUITE[name].build(out_dir) -> path`` makes the artefact in an empty directory
 and returns the path to give ``doctor`` (a checkpoint prefix, a ``.meta`` file,
@@ -360,12 +361,11 @@ SUITE = {c.name: c for c in [
           "tf.layers fused BN (conv) frozen with training=False", inputs=_IMAGE_IN, feeds={}),
     _case("saved_model_keep_prob_const", _build_saved_model(lambda: tf.constant(0.5, name="keep_prob")),
           "saved_model", {"dropout-at-inference"}, False,
-          "SavedModel whose dropout keep_prob is a Const 0.5", twin="saved_model_keep_prob_default",
-          feeds={}),
+          "SavedModel whose dropout keep_prob is a Const 0.5", twin="saved_model_keep_prob_default"),
     _case("saved_model_keep_prob_default",
           _build_saved_model(lambda: tf.placeholder_with_default(1.0, [], name="keep_prob")),
           "saved_model", set(), True, "SavedModel with keep_prob placeholder_with_default(1.0)",
-          feeds={}),
+          feeds={"training:0": False, "keep_prob:0": 1.0}),
     _case("nan_variance", _build_tf_layers("UPDATE_OPS", edit=_set_first(
         "block1/batch_normalization/moving_variance", np.nan)), "checkpoint",
           {"stats-not-finite", NO_DEFAULT}, False,
@@ -383,7 +383,7 @@ SUITE = {c.name: c for c in [
           "the wired checkpoint without its .meta", inputs={}, outputs=(), feeds={}),
     _case("demo_frozen", _build_demo_frozen, "frozen_graph", set(), True,
           "the project's ArticleModel exported by tf1_repro.legacy.export (frozen .pb)",
-          outputs=("output_logits:0", "output_predictions:0"), feeds={}),
+          outputs=("output_logits:0", "output_predictions:0"), feeds={"keep_prob:0": 1.0}),
 ]}
 
 

@@ -41,6 +41,7 @@ EXAMPLES = {
     "bench": "python -m tf1_repro bench --repeat 5 --hygiene-steps 1000 --json runs/bench.json",
     "train": "python -m tf1_repro train --steps 1000 --out runs/train",
     "predict": "python -m tf1_repro predict --checkpoint runs/train",
+    "doctor": "python -m tf1_repro doctor runs/train --json runs/doctor.json",
     "recalibrate": "python -m tf1_repro recalibrate runs/demo --data data.npz --out runs/recalibrated "
                    "--labels y --predictions ArgMax:0",
 }
@@ -457,6 +458,55 @@ def _run_to_inference(args):
     return 0 if report["ok"] else 1
 
 
+def _add_doctor(commands):
+    p = commands.add_parser(
+        "doctor", help="diagnose a saved TF1 model (checkpoint, .meta, SavedModel, frozen graph) "
+        "for BN and dropout mistakes; exit 0 healthy, 1 errors, 2 unreadable input",
+        description="Static checks read PATH's graph and variable values (nothing runs). Unless "
+        "--no-run, the dynamic checks import the graph into a graph of their own, restore the "
+        "checkpoint (only the restore runs) and run the prediction outputs three times on random "
+        "inputs with the prediction feeds (training=False, keep_prob=1, rate=0, learning phase=0), "
+        "resetting any variable a run writes; they refuse to run, and say why, when the outputs' "
+        "subgraph holds file, I/O or Python ops (ReadFile, WriteFile, PyFunc, Save/Restore, "
+        "readers...). Imports no user code; writes nothing but --json.")
+    p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory (its .meta is "
+                   "used when present), a .meta file, a SavedModel directory or a frozen .pb/.pbtxt")
+    p.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a prediction feed or feed another placeholder (repeatable)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,...",
+                   help="shape of an input placeholder whose shape the graph leaves open (an "
+                   "unknown batch alone becomes 4)")
+    p.add_argument("--data", metavar="FILE.npz", help="inputs to run with, arrays named by placeholder")
+    p.add_argument("--no-run", action="store_true", help="static checks only: run nothing")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.set_defaults(run=_run_doctor)
+
+
+def _run_doctor(args):
+    from tf1_repro.legacy import doctor  # pylint: disable=import-outside-toplevel
+    prog = "python -m tf1_repro doctor"
+    try:
+        feeds = dict(doctor.parse_feed(f) for f in args.feed)
+    except ValueError as err:
+        raise UsageError(f"{prog}: error: --feed {err}") from None
+    try:
+        shapes = dict(doctor.parse_input_shape(f) for f in args.input_shape)
+    except ValueError as err:
+        raise UsageError(f"{prog}: error: --input-shape {err}") from None
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise UsageError(f"{prog}: error: --json {args.json}: its directory does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = doctor.diagnose(args.path, feeds=feeds, input_shapes=shapes, data=args.data,
+                                     run=not args.no_run)
+    except doctor.DoctorError as err:
+        raise UsageError(f"python -m tf1_repro {err}") from None
+    print(doctor.format_report(report))
+    _write_json(args.json, report)
+    return 0 if report["healthy"] else 1
+
+
 def _stderr(line):
     print(line, file=sys.stderr, flush=True)
 
@@ -560,6 +610,7 @@ def build_parser():
     _add_bench(commands)
     _add_train(commands)
     _add_to_inference(commands)
+    _add_doctor(commands)
     _add_recalibrate(commands)
     _add_examples(commands)
     return parser

@@ -1,0 +1,201 @@
+"""doctor: every legacy artefact gets exactly its findings; exit codes; bad inputs; refusal to run."""
+# pylint: disable=redefined-outer-name
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from legacy_artefacts import SUITE, legacy_artefact  # noqa: F401  pylint: disable=unused-import
+from tf1_repro import cli
+from tf1_repro.legacy import doctor
+
+REPORT_KEYS = {"source", "format", "bn_layers", "dropouts", "findings", "healthy"}
+LAYER_KEYS = {"name", "kind", "input", "output", "gamma", "beta", "moving_mean", "moving_variance",
+              "epsilon", "decay", "mode"}
+FINDING_KEYS = {"id", "severity", "layer", "message"}
+
+
+@pytest.fixture(scope="module")
+def reports(legacy_artefact):
+    """Each suite case's report, diagnosed once (static and dynamic checks)."""
+    return {name: doctor.diagnose(legacy_artefact(name)) for name in SUITE}
+
+
+@pytest.mark.parametrize("name", sorted(SUITE))
+def test_each_artefact_gets_exactly_its_findings(reports, name):
+    case, report = SUITE[name], reports[name]
+    assert {f["id"] for f in report["findings"]} == case.expected_findings
+    assert report["healthy"] is case.healthy
+    assert report["format"] == case.format
+    for f in report["findings"]:
+        assert f["severity"] == doctor.FINDINGS[f["id"]][0]
+        assert f["fix"] == doctor.FINDINGS[f["id"]][1] and "\n" not in f["fix"]
+    if case.outputs:  # the dynamic checks ran on the prediction outputs with the prediction feeds
+        assert report["ran"] is True
+        assert set(case.outputs) <= set(report["outputs"])
+        assert report["feeds"] == {k: v for k, v in case.feeds.items()}
+        assert report["inputs"] == sorted(case.inputs)
+    else:
+        assert report["ran"] is False
+
+
+def test_all_four_formats_are_covered():
+    assert {c.format for c in SUITE.values()} == {"checkpoint", "meta_graph", "saved_model",
+                                                   "frozen_graph"}
+
+
+def test_json_keys_are_exact(reports):
+    report = json.loads(json.dumps(reports["tf_layers_unwired"]))
+    assert REPORT_KEYS <= set(report)
+    layer = report["bn_layers"][0]
+    assert LAYER_KEYS <= set(layer)
+    assert (layer["name"], layer["kind"]) == ("block1/batch_normalization", "batch_normalization")
+    assert layer["moving_mean"] == "block1/batch_normalization/moving_mean"
+    assert layer["mode"]["name"] == "training"
+    assert all(FINDING_KEYS <= set(f) for f in report["findings"])
+    dropouts = json.loads(json.dumps(reports["saved_model_keep_prob_const"]))["dropouts"]
+    assert dropouts[0]["keep_prob"]["value"] == 0.5 and {"name", "keep_prob"} <= set(dropouts[0])
+
+
+def test_article_zero_bias_fraction_is_computed(reports):
+    (f,) = [f for f in reports["article"]["findings"] if f["id"] == "ema-zero-bias"]
+    assert "global step 5 < 3/(1-decay) = 30" in f["message"]
+    assert f"{1 - 0.9 ** 5:.3f}" in f["message"]  # 0.410 of the average after 5 updates
+
+
+def test_no_run_keeps_static_findings_only(legacy_artefact):
+    ema = doctor.diagnose(legacy_artefact("ema_outside_cond"), run=False)
+    assert {f["id"] for f in ema["findings"]} == {"mode-placeholder-without-default"}
+    assert ema["ran"] is False
+    frozen = doctor.diagnose(legacy_artefact("fused_frozen_training_true"), run=False)
+    assert {f["id"] for f in frozen["findings"]} == {"inference-batch-dependent"}
+
+
+def _digest(directory):
+    h = hashlib.sha256()
+    for root, _, files in sorted(os.walk(directory)):
+        for name in sorted(files):
+            with open(os.path.join(root, name), "rb") as f:
+                h.update(name.encode() + f.read())
+    return h.hexdigest()
+
+
+def test_feed_override_and_nothing_written(legacy_artefact):
+    path = legacy_artefact("ema_outside_cond")
+    before = _digest(os.path.dirname(path))
+    report = doctor.diagnose(path, feeds={"training": "true"})
+    assert report["feeds"] == {"training:0": True}
+    # training=True at prediction: batch statistics, so sample 0 depends on its batch
+    assert "inference-batch-dependent" in {f["id"] for f in report["findings"]}
+    assert _digest(os.path.dirname(path)) == before
+
+
+def _cli(capsys, *argv):
+    code = cli.main(["doctor", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_exit_codes_and_json(legacy_artefact, capsys, tmp_path):
+    code, out, _ = _cli(capsys, legacy_artefact("tf_layers_wired"))
+    assert code == 0 and "healthy: 0 error(s)" in out
+    out_json = tmp_path / "r.json"
+    code, out, _ = _cli(capsys, legacy_artefact("tf_layers_unwired"), "--json", str(out_json))
+    assert code == 1 and "error: stats-never-updated [block1/batch_normalization]" in out
+    assert "fix: with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS))" in out
+    assert json.loads(out_json.read_text())["healthy"] is False
+
+
+def _frozen(path, build):
+    """Write a frozen GraphDef built by build() (Consts only) to path."""
+    with tf.Graph().as_default() as g:
+        build()
+        with open(path, "wb") as f:
+            f.write(g.as_graph_def().SerializeToString())
+    return str(path)
+
+
+def _fused_net(x):
+    c = x.shape[-1]
+    y, _, _ = tf.nn.fused_batch_norm(x, tf.ones([c]), tf.zeros([c]), mean=tf.zeros([c]),
+                                     variance=tf.ones([c]), is_training=True)
+    return tf.identity(y, name="out")
+
+
+def test_refuses_to_run_file_and_python_ops(tmp_path):
+    marker = tmp_path / "written"
+
+    def with_write_file():
+        x = tf.placeholder(tf.float32, [None, 2, 2, 3], name="x")
+        write = tf.io.write_file(str(marker), "ran")
+        with tf.control_dependencies([write]):
+            _fused_net(tf.identity(x))
+
+    def with_py_func():
+        x = tf.placeholder(tf.float32, [None, 2, 2, 3], name="x")
+        y = tf.py_func(lambda a: a, [x], tf.float32)
+        y.set_shape(x.shape)
+        _fused_net(y)
+
+    for build, op in ((with_write_file, "WriteFile"), (with_py_func, "PyFunc")):
+        report = doctor.diagnose(_frozen(tmp_path / f"{op}.pb", build))
+        assert report["ran"] is False
+        assert any(n.startswith(f"not run: the subgraph of the outputs holds {op}")
+                   for n in report["notes"])
+        # the static findings are still reported: is_training true in a frozen FusedBatchNorm
+        assert {f["id"] for f in report["findings"]} == {"inference-batch-dependent"}
+    assert not marker.exists()
+
+
+def _open_shape_graph():
+    x = tf.placeholder(tf.float32, [None, None, 2, 3], name="x")
+    _fused_net(x)
+
+
+def test_unknown_shapes_need_input_shape_or_data(tmp_path):
+    path = _frozen(tmp_path / "open.pb", _open_shape_graph)
+    with pytest.raises(doctor.DoctorError, match=r"input x .* shape \[None, None, 2, 3\]: say it "
+                       r"with --input-shape x=N"):
+        doctor.diagnose(path)
+    assert doctor.diagnose(path, input_shapes={"x": (4, 2, 2, 3)})["ran"] is True
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 5, 2, 3), np.float32))
+    report = doctor.diagnose(path, data=str(tmp_path / "d.npz"))
+    assert report["ran"] is True and report["inputs"] == ["x:0"]
+
+
+def test_bad_inputs_exit_2_with_one_line(legacy_artefact, capsys, tmp_path):
+    garbage = tmp_path / "garbage.pb"
+    garbage.write_bytes(b"\x00not a graph")
+    not_npz = tmp_path / "x.npz"
+    not_npz.write_text("nope")
+    path = legacy_artefact("tf_layers_wired")
+    cases = [
+        ([str(tmp_path / "missing")], "missing: no such file"),
+        ([str(garbage)], "garbage.pb: not a GraphDef"),
+        ([path, "--feed", "training"], "--feed must be NAME=VALUE, got 'training'"),
+        ([path, "--feed", "nope=1"], "--feed nope: no such tensor in"),
+        ([path, "--feed", "training=maybe"], "--feed training must be true or false"),
+        ([path, "--input-shape", "x=4,a"], "--input-shape must be NAME=N,..."),
+        ([path, "--data", str(not_npz)], "x.npz: not a readable .npz file"),
+        ([path, "--json", str(tmp_path / "no" / "r.json")], "its directory does not exist"),
+        ([], "the following arguments are required: PATH"),
+    ]
+    np.savez(tmp_path / "wrong.npz", labels=np.zeros(4))
+    cases.append(([path, "--data", str(tmp_path / "wrong.npz")],
+                  "--data labels:0 is not an input of the outputs run"))
+    for argv, expected in cases:
+        code, _, err = _cli(capsys, *argv)
+        assert code == 2, argv
+        assert err.count("\n") == 1 and expected in err, (argv, err)
+        assert "Traceback" not in err
+
+
+def test_help_says_what_it_runs(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["doctor", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "only the restore runs" in text and "Imports no user code" in text
+    assert "refuse to run" in text

@@ -1,0 +1,1004 @@
+"""Doctor: diagnose a saved TF1 model for batch-norm and dropout mistakes, without the user's code.
+
+``diagnose(path)`` reads a checkpoint (prefix or directory, with its ``.meta``
+when present), a ``.meta`` file, a SavedModel directory or a frozen GraphDef
+(``.pb``/``.pbtxt``) through ``tf1_repro.legacy.artefacts``, finds its BN layers
+and dropouts with ``tf1_repro.legacy.finder`` (or, for a checkpoint without a
+graph, from variable names and shapes with ``naming.layers_from_names``) and
+returns a report whose ``findings`` have the fixed ids of ``FINDINGS``.
+
+**Static checks** (nothing runs; values come from the checkpoint or from the
+frozen graph's Consts):
+
+* ``stats-never-updated``: moving mean all 0 and moving variance all 1 (or all
+  0, zero-initialised shadows) while training happened: gamma != 1 or beta != 0
+  somewhere, or global step > 0.
+* ``update-ops-not-in-train-op``: a train op exists (the ``train_op`` collection,
+  or else the sinks of the ops that apply gradients) and an update of a moving
+  statistic (a writer the finder found, or a member of ``UPDATE_OPS``) is not
+  among its data or control ancestors.
+* ``stats-not-finite`` / ``variance-not-positive``: NaN/inf in a statistic /
+  a moving variance <= 0.
+* ``stats-trainable`` (warning): a moving statistic is in ``trainable_variables``.
+* ``ema-zero-bias`` (warning): both shadows start at 0 and are not debiased and
+  ``global_step < 3 / (1 - decay)``: after k updates the shadow holds only a
+  fraction ``1 - decay**k`` of the average (``1 - 0.9**30 = 0.958``).
+* ``mode-placeholder-without-default`` (info): a bool training ``Placeholder``.
+* ``inference-batch-dependent`` when the finder shows prediction uses batch
+  statistics (a frozen ``FusedBatchNorm`` with ``is_training`` true, training
+  fixed True); ``dropout-at-inference`` when a SavedModel or frozen graph has
+  keep_prob a Const < 1 or rate a Const > 0.
+
+**Dynamic checks** (``run=True`` and a graph): the graph is imported into a
+``tf.Graph`` of its own with the checkpoint restored (``artefacts.open``). Only
+the ancestors of the prediction outputs run: a SavedModel's signature outputs,
+a frozen graph's sinks, or, in a training graph, the tensors the loss takes
+from the network (those that depend on the inputs but not on the labels, outside
+``gradients/``). Inputs are random N(0, 1) batches shaped by their placeholders
+(an unknown batch dimension is 4), the mode inputs get
+``prediction_feeds()`` (training False, keep_prob 1.0, rate 0, learning phase 0)
+and ``feeds`` override them. With every variable a run writes reset to its
+restored value before each run, three runs give:
+
+1. outputs on batch X; a moving statistic that changed -> ``updates-on-inference``;
+2. outputs on X again; any output that differs -> ``dropout-at-inference``;
+3. outputs on X with every sample but the first replaced; the first sample's
+   outputs differ -> ``inference-batch-dependent`` (skipped when 2 found
+   randomness).
+
+Before anything runs, the subgraph of the outputs (and any function it calls)
+is searched for ops that touch files or run Python (``UNSAFE_OPS``, ``Save*``,
+``Restore*``, readers, ``PrintV2`` to a file); if one is there the dynamic
+checks are skipped and a note says which op. The checkpoint restore itself runs
+in ``artefacts.open``; nothing is written anywhere.
+"""
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from tf1_repro.legacy import artefacts, finder
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+UPDATE_OPS_FIX = ("with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)): "
+                  "train_op = optimizer.minimize(loss)")
+FINDINGS = {
+    "stats-never-updated": (ERROR, "wire the BN updates into the train op (" + UPDATE_OPS_FIX +
+                            "; for a Keras layer add layer.updates), then retrain or recompute "
+                            "the statistics (python -m tf1_repro recalibrate)"),
+    "update-ops-not-in-train-op": (ERROR, UPDATE_OPS_FIX),
+    "updates-on-inference": (ERROR, "build the update inside the training branch: ema.apply inside "
+                             "the tf.cond's true branch, or run UPDATE_OPS only with the train op"),
+    "inference-batch-dependent": (ERROR, "export with training=False (a placeholder_with_default"
+                                  "(False) or is_training=False), so prediction uses the moving "
+                                  "statistics"),
+    "dropout-at-inference": (ERROR, "feed keep_prob=1.0 (rate=0) at prediction, or export with "
+                             "tf.placeholder_with_default(1.0, []) instead of a Const"),
+    "stats-not-finite": (ERROR, "recompute the statistics from training data (python -m "
+                         "tf1_repro recalibrate) and find where training diverged "
+                         "(tf.debugging.check_numerics)"),
+    "variance-not-positive": (ERROR, "recompute the statistics from training data (python -m "
+                              "tf1_repro recalibrate)"),
+    "stats-trainable": (WARNING, "make the moving statistics non-trainable (trainable=False), so "
+                        "the optimizer does not move them"),
+    "ema-zero-bias": (WARNING, "train longer than 3/(1-decay) steps, use zero_debias=True, or "
+                      "start the shadows from the first batch's statistics"),
+    "mode-placeholder-without-default": (INFO, "tf.placeholder_with_default(False, [], "
+                                         "name='training'), so callers need not feed it"),
+}
+DEFAULT_BATCH = 4
+WHERE = "doctor"
+UNSAFE_OPS = frozenset({
+    "ReadFile", "WriteFile", "PyFunc", "PyFuncStateless", "EagerPyFunc", "MatchingFiles",
+    "MergeV2Checkpoints", "ImmutableConst", "InitializeTableFromTextFile",
+    "InitializeTableFromTextFileV2", "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset",
+    "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2", "CreateSummaryFileWriter",
+    "CreateSummaryDbWriter", "WriteSummary", "WriteScalarSummary", "WriteHistogramSummary",
+    "WriteImageSummary", "WriteAudioSummary", "WriteGraphSummary", "WriteRawProtoSummary",
+    "FlushSummaryWriter", "CloseSummaryWriter", "ImportEvent", "SaveDataset", "SaveDatasetV2",
+    "LoadDataset", "DatasetToTFRecord", "SnapshotDataset", "SnapshotDatasetV2", "CacheDataset",
+    "CacheDatasetV2", "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3", "DebugNanCount",
+    "DebugNumericSummary", "DebugNumericSummaryV2", "DecodeProtoV2", "LoadAndRemapMatrix"})
+_UNSAFE_PATTERN = re.compile(r"^(Save|Restore).*|.*Reader(V2)?$|^Reader.*")
+_GRADIENTS = re.compile(r"(^|/)gradients(_\d+)?/")
+_NOT_OUTPUTS = frozenset(finder.WRITE_OPS) | frozenset(finder.VARIABLE_OPS) | {
+    "NoOp", "Assert", "Print", "PrintV2", "Const", "Placeholder", "PlaceholderWithDefault",
+    "Switch", "RefSwitch", "ScalarSummary", "HistogramSummary", "MergeSummary", "ImageSummary"}
+
+
+class DoctorError(ValueError):
+    """Unreadable input or a bad argument: one line naming the file or argument (exit status 2)."""
+
+
+@dataclasses.dataclass
+class Settings:
+    """The checked arguments of ``diagnose`` (validated in ``settings``)."""
+
+    path: str
+    feeds: dict
+    input_shapes: dict
+    data: dict
+    run: bool
+
+
+def settings(path, feeds=None, input_shapes=None, data=None, run=True):
+    """Check ``diagnose``'s arguments; ``DoctorError`` names the bad one.
+
+    feeds: ``{name: value}`` (node or tensor name; bool, number or text
+    "true"/"false"/number); input_shapes: ``{name: tuple of positive ints}``;
+    data: an ``.npz`` path or ``{name: array}``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise DoctorError(f"{WHERE}: PATH must be a path, got {type(path).__name__}")
+    feeds = dict(feeds or {})
+    for name, value in feeds.items():
+        if not isinstance(name, str) or not name:
+            raise DoctorError(f"{WHERE}: --feed names must be tensor names, got {name!r}")
+        if not isinstance(value, (bool, int, float, str, np.ndarray, np.generic)):
+            raise DoctorError(f"{WHERE}: --feed {name} must be a bool or a number, got "
+                              f"{type(value).__name__}")
+    shapes = {}
+    for name, shape in dict(input_shapes or {}).items():
+        try:
+            shape = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise DoctorError(f"{WHERE}: --input-shape {name} must be positive integers, got "
+                              f"{shape!r}") from None
+        if not shape or min(shape) < 1:
+            raise DoctorError(f"{WHERE}: --input-shape {name} must be positive integers, got "
+                              f"{shape!r}")
+        shapes[name] = shape
+    if isinstance(data, (str, os.PathLike)):
+        data = load_data(str(data))
+    elif data is not None and not isinstance(data, dict):
+        raise DoctorError(f"{WHERE}: --data must be an .npz file or a dict, got {type(data).__name__}")
+    return Settings(os.fspath(path), feeds, shapes, dict(data or {}), bool(run))
+
+
+def load_data(path):
+    """``{name: array}`` from an ``.npz`` file; DoctorError naming the file and what is wrong."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise DoctorError(f"{WHERE}: --data {path}: not a readable .npz file "
+                          f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+
+
+def parse_feed(text):
+    """``NAME=VALUE`` -> (NAME, VALUE text); ValueError when malformed (for argparse)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise ValueError(f"must be NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def parse_input_shape(text):
+    """``NAME=N,...`` -> (NAME, (N, ...)); ValueError when malformed (for argparse)."""
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or min(shape) < 1:
+        raise ValueError(f"must be NAME=N,... with positive integers, got {text!r}")
+    return name, shape
+
+
+def _node(name):
+    return name.split(":")[0].lstrip("^")
+
+
+# ---- reading the artefact
+
+class _Artefact:
+    """The loaded artefact with its graph's nodes, collections and variable values."""
+
+    def __init__(self, art):
+        self.art = art
+        self.meta = art.meta_graph
+        self.graph_def = self.meta.graph_def if self.meta is not None else art.graph_def
+        self.nodes = {n.name: n for n in self.graph_def.node} if self.graph_def is not None else {}
+        self.variables = dict(art.variables()) if art.checkpoint else {}
+        self.collections = self.meta.collection_def if self.meta is not None else {}
+        self._inputs = None
+        self.graph = None  # the imported tf.Graph, once there is one
+
+    def value(self, name):
+        """A variable's checkpoint value, or a Const's value; None when neither."""
+        if not name:
+            return None
+        if name in self.variables:
+            return np.asarray(self.art.read(name))
+        node = self.nodes.get(_node(name))
+        if node is not None and node.op == "Const":
+            return tf.make_ndarray(node.attr["value"].tensor)
+        return None
+
+    def collection_names(self, key):
+        """Node names in a meta graph collection (node lists and VariableDefs)."""
+        if key not in self.collections:
+            return []
+        col = self.collections[key]
+        kind = col.WhichOneof("kind")
+        if kind == "node_list":
+            return [_node(v) for v in col.node_list.value]
+        if kind == "bytes_list":
+            from tensorflow.core.framework import variable_pb2  # pylint: disable=import-outside-toplevel
+            names = []
+            for raw in col.bytes_list.value:
+                var = variable_pb2.VariableDef()
+                try:
+                    var.ParseFromString(raw)
+                except Exception:  # pylint: disable=broad-except  (not a VariableDef collection)
+                    return names
+                names.append(_node(var.variable_name))
+            return names
+        return []
+
+    def variable_defs(self):
+        from tensorflow.core.framework import variable_pb2  # pylint: disable=import-outside-toplevel
+        out = {}
+        if "variables" in self.collections:
+            for raw in self.collections["variables"].bytes_list.value:
+                var = variable_pb2.VariableDef()
+                var.ParseFromString(raw)
+                out[_node(var.variable_name)] = var
+        return out
+
+    def inputs_of(self):
+        """node name -> list of input node names (data and control), built once."""
+        if self._inputs is None:
+            self._inputs = {name: [_node(i) for i in n.input] for name, n in self.nodes.items()}
+        return self._inputs
+
+    def ancestors(self, names):
+        inputs = self.inputs_of()
+        seen, stack = set(), [_node(n) for n in names]
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            stack.extend(inputs.get(n, ()))
+        return seen
+
+    def global_step(self):
+        names = self.collection_names("global_step") or ["global_step"]
+        for name in names:
+            value = self.value(name)
+            if value is not None and value.size == 1:
+                return int(value.reshape(()))
+        return None
+
+    def static_value(self, tensor_name, depth=0):
+        """The value of a tensor computed from Consts by Identity/Fill/Cast only; else None."""
+        node = self.nodes.get(_node(tensor_name))
+        if node is None or depth > 16:
+            return None
+        if node.op == "Const":
+            return tf.make_ndarray(node.attr["value"].tensor)
+        if node.op in ("Identity", "Cast", "Snapshot") and node.input:
+            return self.static_value(node.input[0], depth + 1)
+        if node.op == "Fill" and len(node.input) == 2:
+            dims, value = self.static_value(node.input[0], depth + 1), \
+                self.static_value(node.input[1], depth + 1)
+            if dims is not None and value is not None:
+                return np.full(tuple(int(d) for d in dims), value)
+        if node.op in ("ZerosLike",):
+            return np.zeros(())
+        return None
+
+
+# ---- layers
+
+def _layers(doc):
+    """(bn layers as dicts, dropouts as dicts, finder result or None, notes)."""
+    notes = []
+    if doc.graph_def is None:
+        from tf1_repro.legacy import naming  # pylint: disable=import-outside-toplevel
+        layers = []
+        for found in naming.layers_from_names(doc.variables):
+            layers.append({"name": found["name"], "kind": found["naming"], "input": None,
+                           "output": None, "gamma": found["gamma"], "beta": found["beta"],
+                           "moving_mean": found["moving_mean"],
+                           "moving_variance": found["moving_variance"], "epsilon": None,
+                           "decay": None, "mode": None, "update_location": None,
+                           "zero_initialised": found["naming"] == "article",
+                           "_update_ops": [], "_stats_at_prediction": None, "_bn_ops": []})
+        notes.append("no graph (.meta) with the checkpoint: BN layers found from variable names; "
+                     "only the checks on values ran")
+        return layers, [], None, notes
+    doc.graph, collections = _import_forward(doc)
+    result = finder.find(doc.graph, collections)
+    layers = []
+    for b in result.bn_layers:
+        layers.append({"name": b.name, "kind": b.kind, "input": b.input, "output": b.output,
+                       "gamma": b.gamma, "beta": b.beta, "moving_mean": b.moving_mean,
+                       "moving_variance": b.moving_variance, "epsilon": b.epsilon,
+                       "decay": b.decay, "mode": b.mode.to_dict() if b.mode else None,
+                       "update_location": b.update_location,
+                       "zero_initialised": None, "_update_ops": list(b.update_ops),
+                       "_stats_at_prediction": b.statistics_used_at_prediction,
+                       "_bn_ops": list(b.bn_ops), "_zero_debias": getattr(b, "zero_debias", None)})
+    dropouts = [{"name": d.name, "kind": d.kind, "keep_prob": d.keep_prob,
+                 "convention": d.convention, "output": d.output} for d in result.dropouts]
+    return layers, dropouts, result, notes
+
+
+def _import_forward(doc):
+    """(tf.Graph, collections): the graph without its gradient and optimizer ops, imported.
+
+    Prediction needs only the forward ops, and the finder (as of this writing) finds no BN
+    layer once gradient ops consume the layers. Dropped: every node under a ``gradients/``
+    scope and everything that depends on one (the apply ops, the train op). Devices are
+    cleared; the meta graph's node-list collections are passed to the finder, restricted to
+    the nodes kept.
+    """
+    inputs = doc.inputs_of()
+    dropped = {n for n in doc.nodes if _GRADIENTS.search(n + "/")}
+    if dropped:
+        consumers = {}
+        for name, ins in inputs.items():
+            for i in ins:
+                consumers.setdefault(i, []).append(name)
+        stack = list(dropped)
+        while stack:
+            for c in consumers.get(stack.pop(), ()):
+                if c not in dropped:
+                    dropped.add(c)
+                    stack.append(c)
+    forward = tf.GraphDef()
+    forward.versions.CopyFrom(doc.graph_def.versions)
+    forward.library.CopyFrom(doc.graph_def.library)
+    for node in doc.graph_def.node:
+        if node.name not in dropped:
+            forward.node.add().CopyFrom(node)
+            forward.node[-1].device = ""
+    graph = tf.Graph()
+    with graph.as_default():
+        try:
+            tf.import_graph_def(forward, name="")
+        except (ValueError, TypeError, tf.errors.OpError) as err:
+            raise DoctorError(f"{WHERE}: {doc.art.source}: the graph cannot be imported "
+                              f"({str(err).splitlines()[0][:200]})") from None
+    collections = {}
+    for key in doc.collections:
+        names = [n for n in doc.collection_names(key) if n in doc.nodes and n not in dropped]
+        if names and doc.collections[key].WhichOneof("kind") == "node_list":
+            collections[key] = names
+    return graph, collections
+
+
+def _zero_initialised(doc, layer):
+    """Both shadows start at 0 (from their initializers in the graph); None when unknown."""
+    if layer["zero_initialised"] is not None:
+        return layer["zero_initialised"]
+    defs = doc.variable_defs()
+    starts = []
+    for role in ("moving_mean", "moving_variance"):
+        var = defs.get(layer[role] or "")
+        value = doc.static_value(var.initial_value_name) if var is not None else None
+        if value is None:
+            return None
+        starts.append(bool(np.all(np.asarray(value) == 0)))
+    return all(starts)
+
+
+def _debiased(doc, layer):
+    if layer.get("_zero_debias") is not None:
+        return layer["_zero_debias"]
+    names = set(doc.variables) | set(doc.nodes)
+    return any(n.startswith(f"{layer[r]}/biased") or n.startswith(f"{layer[r]}/local_step")
+               for n in names for r in ("moving_mean", "moving_variance") if layer[r])
+
+
+# ---- findings
+
+def _finding(fid, layer, message):
+    severity, fix = FINDINGS[fid]
+    return {"id": fid, "severity": severity, "layer": layer, "message": message, "fix": fix}
+
+
+def _short(values):
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    shown = ", ".join(f"{v:.4g}" for v in flat[:4])
+    return f"[{shown}{', ...' if flat.size > 4 else ''}]"
+
+
+def _value_checks(doc, layer, global_step):
+    out = []
+    name = layer["name"]
+    mean, var = doc.value(layer["moving_mean"]), doc.value(layer["moving_variance"])
+    for role, value in (("moving_mean", mean), ("moving_variance", var)):
+        if value is not None and not np.all(np.isfinite(value)):
+            bad = int(np.sum(~np.isfinite(value)))
+            out.append(_finding("stats-not-finite", name, f"{role} {layer[role]} holds {bad} "
+                                f"non-finite value(s) of {value.size}: {_short(value)}"))
+    if var is not None and np.any(var <= 0):
+        out.append(_finding("variance-not-positive", name, f"moving_variance {layer['moving_variance']}"
+                            f" has {int(np.sum(var <= 0))} value(s) <= 0: min {np.nanmin(var):.4g}"))
+    if mean is not None and var is not None and np.all(mean == 0) and \
+            (np.all(var == 1) or np.all(var == 0)):
+        gamma, beta = doc.value(layer["gamma"]), doc.value(layer["beta"])
+        evidence = []
+        if gamma is not None and np.any(gamma != 1):
+            evidence.append("gamma moved from 1")
+        if beta is not None and np.any(beta != 0):
+            evidence.append("beta moved from 0")
+        if global_step:
+            evidence.append(f"global step {global_step}")
+        if evidence:
+            out.append(_finding("stats-never-updated", name,
+                                f"moving mean all 0 and moving variance all {var.flat[0]:g} (their "
+                                f"initial values) while training happened ({', '.join(evidence)})"))
+    return out
+
+
+def _graph_checks(doc, layer, global_step, trainable):
+    out = []
+    name = layer["name"]
+    for role in ("moving_mean", "moving_variance"):
+        if layer[role] and layer[role] in trainable:
+            out.append(_finding("stats-trainable", name, f"{role} {layer[role]} is in "
+                                "TRAINABLE_VARIABLES: the optimizer moves it too"))
+    decay = layer["decay"]
+    if decay is not None and 0 < decay < 1 and global_step is not None and \
+            global_step < 3 / (1 - decay) and _zero_initialised(doc, layer) and \
+            not _debiased(doc, layer):
+        out.append(_finding(
+            "ema-zero-bias", name,
+            f"shadows start at 0, are not debiased, and global step {global_step} < "
+            f"3/(1-decay) = {3 / (1 - decay):.0f}: they hold only 1-decay^k = "
+            f"{1 - decay ** global_step:.3f} of the average"))
+    if layer["_stats_at_prediction"] is False:
+        out.append(_finding("inference-batch-dependent", name,
+                            "prediction normalises with the batch's statistics (training fixed "
+                            "True, or is_training true in a FusedBatchNorm)"))
+    return out
+
+
+def _train_ops(doc):
+    """Names of the train ops: the train_op collection, else the sinks above gradient applies."""
+    named = [n for n in doc.collection_names("train_op") if n in doc.nodes]
+    if named:
+        return named
+    applies = [n for n, node in doc.nodes.items()
+               if re.fullmatch(r"(Resource)?(Sparse)?Apply\w+", node.op)]
+    if not applies:
+        return []
+    consumers = {}
+    for name, ins in doc.inputs_of().items():
+        for i in ins:
+            consumers.setdefault(i, []).append(name)
+    seen, stack, sinks = set(), list(applies), []
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        below = consumers.get(n, [])
+        if not below:
+            sinks.append(n)
+        stack.extend(below)
+    return sinks
+
+
+def _update_checks(doc, layers):
+    train_ops = _train_ops(doc)
+    if not train_ops:
+        return []
+    ran = doc.ancestors(train_ops)
+    update_ops = set(doc.collection_names("update_ops"))
+    out = []
+    for layer in layers:
+        stats = {layer["moving_mean"], layer["moving_variance"]} - {None}
+        mine = set(layer["_update_ops"])
+        if not mine:  # UPDATE_OPS members that write this layer's statistics
+            mine = {op for op in update_ops if doc.ancestors([op]) & stats}
+        missing = sorted(op for op in mine if op not in ran)
+        if missing:
+            out.append(_finding("update-ops-not-in-train-op", layer["name"],
+                                f"{len(missing)} update op(s) of its moving statistics do not run "
+                                f"with the train op {train_ops[0]} (e.g. {missing[0]})"))
+    return out
+
+
+def _mode_checks(result):
+    out = []
+    for mode in result.mode_inputs if result else []:
+        if mode.role == "training" and mode.op == "Placeholder":
+            out.append(_finding("mode-placeholder-without-default", mode.name,
+                                f"bool placeholder {mode.name} has no default: every caller must "
+                                "feed it"))
+    return out
+
+
+def _serving_dropout_checks(doc, dropouts, fmt):
+    out = []
+    if fmt not in ("saved_model", "frozen_graph"):
+        return out
+    for d in dropouts:
+        kp = d["keep_prob"] or {}
+        value = kp.get("value")
+        if kp.get("source") != "const" or value is None:
+            continue
+        if (kp.get("param") == "rate" and value > 0) or (kp.get("param") != "rate" and value < 1):
+            out.append(_finding("dropout-at-inference", d["name"],
+                                f"{kp.get('param', 'keep_prob')} is a Const {value:g} "
+                                f"({kp.get('name')}) in an artefact meant for serving"))
+    return out
+
+
+# ---- the dynamic checks
+
+def _unsafe(doc, names):
+    """(op type, node name) of the first file/IO/Python op among ``names`` and the functions
+    they call, else None."""
+    functions = {f.signature.name: f for f in doc.graph_def.library.function} \
+        if doc.graph_def is not None else {}
+    checked = set()
+
+    def bad(node):
+        if node.op in UNSAFE_OPS or _UNSAFE_PATTERN.match(node.op):
+            return True
+        if node.op == "PrintV2":
+            return not node.attr["output_stream"].s.decode().startswith(("stderr", "stdout", "log"))
+        return False
+
+    def called(node):
+        names_ = [node.op] if node.op in functions else []
+        for attr in node.attr.values():
+            if attr.HasField("func"):
+                names_.append(attr.func.name)
+            names_.extend(f.name for f in attr.list.func)
+        return names_
+
+    stack = [doc.nodes[n] for n in names if n in doc.nodes]
+    while stack:
+        node = stack.pop()
+        if bad(node):
+            return node.op, node.name
+        for fname in called(node):
+            if fname in functions and fname not in checked:
+                checked.add(fname)
+                stack.extend(functions[fname].node_def)
+    return None
+
+
+def _signature_outputs(doc):
+    if doc.meta is None or not doc.meta.signature_def:
+        return []
+    key = "serving_default" if "serving_default" in doc.meta.signature_def else \
+        sorted(doc.meta.signature_def)[0]
+    return sorted(t.name for t in doc.meta.signature_def[key].outputs.values())
+
+
+def _prediction_outputs(graph, doc, layers, dropouts, mode_names):
+    """The tensors to run: signature outputs, frozen sinks, or what the loss takes from the net."""
+    signature = _signature_outputs(doc)
+    if signature:
+        return signature
+    ops = graph.get_operations()
+    consumers = {}
+    for op in ops:
+        for t in op.inputs:
+            consumers.setdefault(t.op.name, []).append(op)
+        for c in op.control_inputs:
+            consumers.setdefault(c.name, []).append(op)
+    placeholders = [op for op in ops if op.type == "Placeholder" and op.name not in mode_names]
+    starts = [t for layer in layers for t in (layer["input"],) if t] + \
+        [d["output"] for d in dropouts if d.get("output")]
+    feature_ops = set()
+    for t in starts:
+        feature_ops |= _ancestor_ops(graph.get_tensor_by_name(t).op)
+    inputs = [p for p in placeholders if p.name in feature_ops] or \
+        [p for p in placeholders if p.outputs[0].dtype.is_floating]
+    others = [p for p in placeholders if p not in inputs]
+    tainted = _descendant_names(others, consumers)
+    region = _descendant_names(inputs, consumers) - tainted
+    region = {n for n in region if not _GRADIENTS.search(n + "/")}
+    frontier, sinks = [], []
+    for name in sorted(region):
+        op = graph.get_operation_by_name(name)
+        if op.type in _NOT_OUTPUTS or not op.outputs or op.outputs[0].dtype.is_bool or \
+                op.outputs[0].dtype.name in ("resource", "string", "variant"):
+            continue
+        data_below = [c for c in consumers.get(name, []) if any(t.op is op for t in c.inputs)]
+        if any(c.name not in region for c in data_below):
+            frontier.append(op.outputs[0].name)
+        elif not data_below and not _in_cond_branch(op) and not _update_result(op):
+            sinks.append(op.outputs[0].name)
+    return frontier or sinks
+
+
+def _in_cond_branch(op):
+    """Inside a tf.cond branch: fetching it fails when the branch is not taken."""
+    return op._control_flow_context is not None  # pylint: disable=protected-access
+
+
+def _update_result(op):
+    """The Merge of an update's tf.cond (tf.layers, Keras): a write is among its ancestors."""
+    if op.type != "Merge":
+        return _writes_upstream(op)
+    return any(a.type in finder.WRITE_OPS for a in
+               (op.graph.get_operation_by_name(n) for n in _ancestor_ops(op)))
+
+
+def _writes_upstream(op):
+    """Whether a write (an assign) is among the op's data ancestors: an update's result, such
+    as the Merge of tf.layers' and Keras' update conds, is not a prediction output."""
+    seen, stack = set(), [op]
+    while stack:
+        o = stack.pop()
+        if o.name in seen:
+            continue
+        seen.add(o.name)
+        if o.type in finder.WRITE_OPS:
+            return True
+        stack.extend(t.op for t in o.inputs)
+    return False
+
+
+def _ancestor_ops(op):
+    seen, stack = set(), [op]
+    while stack:
+        o = stack.pop()
+        if o.name in seen:
+            continue
+        seen.add(o.name)
+        stack.extend(t.op for t in o.inputs)
+        stack.extend(o.control_inputs)
+    return seen
+
+
+def _descendant_names(ops, consumers):
+    seen, stack = set(), list(ops)
+    while stack:
+        o = stack.pop()
+        if o.name in seen:
+            continue
+        seen.add(o.name)
+        stack.extend(consumers.get(o.name, []))
+    return seen
+
+
+def _feed_value(tensor, value, where):
+    dtype = tensor.dtype.base_dtype
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if dtype.is_bool:
+            if text not in ("true", "false", "1", "0"):
+                raise DoctorError(f"{WHERE}: --feed {where} must be true or false for a bool "
+                                  f"tensor, got {value!r}")
+            return text in ("true", "1")
+        try:
+            value = float(text)
+        except ValueError:
+            raise DoctorError(f"{WHERE}: --feed {where} must be a number for a {dtype.name} "
+                              f"tensor, got {value!r}") from None
+    return np.asarray(value, dtype=dtype.as_numpy_dtype)
+
+
+def _tensor(graph, name, what, source):
+    try:
+        return graph.get_tensor_by_name(name if ":" in name else f"{name}:0")
+    except (KeyError, ValueError):
+        raise DoctorError(f"{WHERE}: {what} {name}: no such tensor in {source}") from None
+
+
+def _random_inputs(inputs, s, source):
+    rng = np.random.default_rng(0)
+    data = {}
+    by_key = {}
+    for key, value in s.data.items():
+        by_key[key if ":" in key else f"{key}:0"] = np.asarray(value)
+    for t in inputs:
+        if t.name in by_key:
+            data[t] = by_key[t.name]
+            continue
+        shape = s.input_shapes.get(t.op.name) or s.input_shapes.get(t.name)
+        if shape is None:
+            dims = t.shape.as_list() if t.shape.rank is not None else None
+            if dims is None:
+                raise DoctorError(f"{WHERE}: input {t.op.name} in {source} has unknown rank: say "
+                                  f"its shape with --input-shape {t.op.name}=N,... or --data")
+            dims = [DEFAULT_BATCH if (i == 0 and d is None) else d for i, d in enumerate(dims)]
+            if any(d is None for d in dims):
+                raise DoctorError(f"{WHERE}: input {t.op.name} in {source} has shape "
+                                  f"{t.shape.as_list()}: say it with --input-shape "
+                                  f"{t.op.name}=N,... or --data")
+            shape = tuple(dims)
+        dtype = t.dtype.base_dtype
+        if dtype.is_floating:
+            data[t] = rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
+        elif dtype.is_integer:
+            data[t] = rng.integers(0, 2, shape).astype(dtype.as_numpy_dtype)
+        elif dtype.is_bool:
+            data[t] = np.zeros(shape, bool)
+        else:
+            raise DoctorError(f"{WHERE}: input {t.op.name} in {source} is {dtype.name}: give it "
+                              "with --data")
+    unused = sorted(set(by_key) - {t.name for t in inputs})
+    if unused:
+        raise DoctorError(f"{WHERE}: --data {unused[0]} is not an input of the outputs run in "
+                          f"{source} (inputs: {', '.join(sorted(t.name for t in inputs)) or 'none'})")
+    return data
+
+
+def _replace_rest(value):
+    """The batch with every sample but the first changed (floats scaled and shifted)."""
+    other = np.array(value, copy=True)
+    if other.shape and other.shape[0] > 1 and other.dtype.kind == "f":
+        other[1:] = other[1:] * 3.0 + 2.0
+    return other
+
+
+def _same(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind != "f":
+        return np.array_equal(a, b)
+    scale = max(1.0, float(np.nanmax(np.abs(a))) if np.any(np.isfinite(a)) else 1.0)
+    return bool(np.allclose(a, b, rtol=1e-4, atol=1e-5 * scale, equal_nan=True))
+
+
+class _State:
+    """Read and reset the variables that the outputs' subgraph writes."""
+
+    def __init__(self, graph, sess, ancestors):
+        self.sess = sess
+        self.vars = {}
+        written = [op for op in (graph.get_operation_by_name(n) for n in ancestors)
+                   if op.type in finder.WRITE_OPS and op.inputs]
+        with graph.as_default():
+            for w in written:
+                var = _variable_of(w.inputs[0].op)
+                if var is None or var.name in self.vars:
+                    continue
+                ref = var.outputs[0]
+                if var.type == "VarHandleOp":
+                    read = tf.raw_ops.ReadVariableOp(resource=ref, dtype=var.get_attr("dtype"))
+                    ph = tf.placeholder(var.get_attr("dtype"), name=f"doctor_reset/{var.name}")
+                    assign = tf.raw_ops.AssignVariableOp(resource=ref, value=ph)
+                else:
+                    read = ref
+                    ph = tf.placeholder(ref.dtype.base_dtype, name=f"doctor_reset/{var.name}")
+                    assign = tf.assign(ref, ph, validate_shape=False)
+                self.vars[var.name] = (read, ph, assign)
+        self.initial = self.read()
+
+    def read(self):
+        if not self.vars:
+            return {}
+        names = sorted(self.vars)
+        return dict(zip(names, self.sess.run([self.vars[n][0] for n in names])))
+
+    def reset(self):
+        if self.vars:
+            self.sess.run([v[2] for v in self.vars.values()],
+                          {v[1]: self.initial[n] for n, v in self.vars.items()})
+
+
+def _variable_of(op, depth=0):
+    if op.type in finder.VARIABLE_OPS:
+        return op
+    if depth < 16 and op.inputs and op.type in ("Identity", "RefIdentity", "Switch", "RefSwitch",
+                                               "Enter", "RefEnter"):
+        return _variable_of(op.inputs[0].op, depth + 1)
+    return None
+
+
+def _dynamic(doc, s, layers, dropouts, result, report):
+    notes = report["notes"]
+    mode_names = {m.name for m in result.mode_inputs} if result else set()
+    if doc.art.format in ("checkpoint", "meta_graph") and doc.art.checkpoint is None:
+        notes.append("not run: the .meta has no checkpoint beside it (no variable values)")
+        return []
+    graph, sess = _open(doc)
+    try:
+        outputs = _prediction_outputs(graph, doc, layers, dropouts, mode_names)
+        if not outputs:
+            notes.append("not run: no prediction output found")
+            return []
+        needed = set()
+        for name in outputs:
+            needed |= _ancestor_ops(graph.get_tensor_by_name(name).op)
+        unsafe = _unsafe(doc, needed)
+        if unsafe:
+            notes.append(f"not run: the subgraph of the outputs holds {unsafe[0]} ({unsafe[1]}), "
+                         "which touches files or runs Python; static checks only")
+            return []
+        feeds = {graph.get_tensor_by_name(k): v for k, v in
+                 (result.prediction_feeds().items() if result else []) if _node(k) in needed}
+        for name, value in s.feeds.items():
+            t = _tensor(graph, name, "--feed", doc.art.source)
+            feeds[t] = _feed_value(t, value, name)
+        inputs = [graph.get_operation_by_name(n).outputs[0] for n in sorted(needed)
+                  if graph.get_operation_by_name(n).type == "Placeholder"]
+        inputs = [t for t in inputs if t not in feeds]
+        for t in [t for t in inputs if t.dtype.base_dtype.is_bool and not _given(t, s)]:
+            feeds[t] = np.asarray(False)
+            notes.append(f"bool placeholder {t.op.name} not recognised as a mode input: fed False")
+            inputs.remove(t)
+        batch = _random_inputs(inputs, s, doc.art.source)
+        fetch = [graph.get_tensor_by_name(n) for n in outputs]
+        report["outputs"], report["inputs"] = outputs, sorted(t.name for t in inputs)
+        report["feeds"] = {t.name: np.asarray(v).tolist() for t, v in feeds.items()}
+        state = _State(graph, sess, needed)
+        return _three_runs(sess, fetch, feeds, batch, state, layers, outputs)
+    finally:
+        sess.close()
+
+
+def _open(doc):
+    """(graph, session) with the variables restored; the finder's graph is reused when it can be."""
+    if doc.art.format == "saved_model" or doc.graph is None:
+        return doc.art.open()
+    sess = tf.Session(graph=doc.graph)
+    try:
+        doc.art.restore(doc.graph, sess)
+    except Exception:
+        sess.close()
+        raise
+    return doc.graph, sess
+
+
+def _given(t, s):
+    return t.op.name in s.input_shapes or t.name in s.data or t.op.name in s.data
+
+
+def _three_runs(sess, fetch, feeds, batch, state, layers, outputs):
+    out = []
+    stat_names = {layer[r]: layer["name"] for layer in layers
+                  for r in ("moving_mean", "moving_variance") if layer[r]}
+    first = sess.run(fetch, {**feeds, **batch})
+    after = state.read()
+    changed = [n for n in after if not np.array_equal(after[n], state.initial[n], equal_nan=True)]
+    for layer_name in sorted({stat_names[n] for n in changed if n in stat_names}):
+        names = [n for n in changed if stat_names.get(n) == layer_name]
+        out.append(_finding("updates-on-inference", layer_name,
+                            f"a prediction run changed {', '.join(names)}"))
+    state.reset()
+    second = sess.run(fetch, {**feeds, **batch})
+    differ = [name for name, a, b in zip(outputs, first, second) if not _same(a, b)]
+    if differ:
+        out.append(_finding("dropout-at-inference", None,
+                            f"the same input twice gives different {', '.join(differ)} with the "
+                            "prediction feeds"))
+        state.reset()
+        return out
+    state.reset()
+    other = sess.run(fetch, {**feeds, **{t: _replace_rest(v) for t, v in batch.items()}})
+    state.reset()
+    n = next(iter(batch.values())).shape[0] if batch else 0
+    dependent = [name for name, a, b in zip(outputs, first, other)
+                 if np.ndim(a) and np.shape(a)[0] == n and n > 1 and not _same(a[:1], b[:1])]
+    if dependent:
+        out.append(_finding("inference-batch-dependent", None,
+                            f"sample 0's {', '.join(dependent)} changes when the rest of its batch "
+                            "changes, with the prediction feeds"))
+    return out
+
+
+# ---- the report
+
+def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
+    """The doctor's report on the artefact at ``path`` (see the module docstring).
+
+    Returns a dict with source, format, bn_layers, dropouts, findings (id,
+    severity, layer, message, fix), healthy (no error finding), ran (whether the
+    dynamic checks ran) and notes. Raises DoctorError (one line) for an
+    unreadable artefact or a bad argument.
+    """
+    s = settings(path, feeds, input_shapes, data, run)
+    try:
+        art = artefacts.load(s.path)
+    except artefacts.ArtefactError as err:
+        raise DoctorError(f"{WHERE}: {err}") from None
+    doc = _Artefact(art)
+    layers, dropouts, result, notes = _layers(doc)
+    report = {"source": art.source, "format": art.format, "bn_layers": [], "dropouts": [],
+              "findings": [], "healthy": True, "ran": False, "notes": notes}
+    global_step = doc.global_step()
+    trainable = set(doc.collection_names("trainable_variables"))
+    findings = []
+    for layer in layers:
+        findings += _value_checks(doc, layer, global_step)
+        findings += _graph_checks(doc, layer, global_step, trainable)
+    if doc.graph_def is not None:
+        findings += _update_checks(doc, layers)
+        findings += _mode_checks(result)
+        findings += _serving_dropout_checks(doc, dropouts, art.format)
+    if s.run and doc.graph_def is not None and (layers or dropouts):
+        dynamic = _dynamic(doc, s, layers, dropouts, result, report)
+        report["ran"] = "outputs" in report and not any(n.startswith("not run") for n in notes)
+        findings += _merge(findings, dynamic)
+    elif not s.run:
+        notes.append("not run (--no-run): static checks only")
+    for layer in layers:
+        for role in ("moving_mean", "moving_variance"):
+            value = doc.value(layer[role])
+            layer[f"{role}_range"] = None if value is None or not value.size else \
+                [float(np.min(value)), float(np.max(value))]
+    report["bn_layers"] = [{k: v for k, v in layer.items() if not k.startswith("_")}
+                           for layer in layers]
+    report["dropouts"] = [{k: v for k, v in d.items() if k != "output"} for d in dropouts]
+    report["findings"] = findings
+    report["healthy"] = not any(f["severity"] == ERROR for f in findings)
+    report["global_step"] = global_step
+    return _jsonable(report)
+
+
+def _jsonable(value):
+    """The report with NumPy scalars and arrays as Python numbers and lists (for json.dump)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
+def _merge(static, dynamic):
+    """Dynamic findings not already reported statically (a batch-dependence or dropout finding
+    without a layer confirms the static ones of the same id)."""
+    have = {f["id"] for f in static}
+    out = []
+    for f in dynamic:
+        if f["layer"] is None and f["id"] in have:
+            for g in static:
+                if g["id"] == f["id"] and "confirmed by running" not in g["message"]:
+                    g["message"] += "; confirmed by running: " + f["message"]
+            continue
+        out.append(f)
+    return out
+
+
+def format_report(report):
+    """The printed report: a table of the layers, then each finding with its fix."""
+    lines = [f"doctor: {report['source']} ({report['format']})"]
+    if report["bn_layers"]:
+        rows = [("BN layer", "kind", "decay", "mode", "updates", "moving mean", "moving variance")]
+        for layer in report["bn_layers"]:
+            rows.append((layer["name"], layer["kind"],
+                         "-" if layer["decay"] is None else f"{layer['decay']:g}",
+                         layer["mode"]["name"] if layer["mode"] else "-",
+                         layer["update_location"] or "-",
+                         _range(layer.get("moving_mean_range")),
+                         _range(layer.get("moving_variance_range"))))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    else:
+        lines.append("  no BN layer found")
+    for d in report["dropouts"]:
+        kp = d["keep_prob"] or {}
+        value = "" if kp.get("value") is None else f" = {kp['value']:g}"
+        lines.append(f"  dropout {d['name']}: {kp.get('param')} from {kp.get('source')} "
+                     f"{kp.get('name')}{value}")
+    for note in report["notes"]:
+        lines.append(f"  note: {note}")
+    if not report["findings"]:
+        lines.append("no findings")
+    for f in report["findings"]:
+        where = f" [{f['layer']}]" if f["layer"] else ""
+        lines.append(f"{f['severity']}: {f['id']}{where}: {f['message']}")
+        lines.append(f"    fix: {f['fix']}")
+    count = {k: sum(f["severity"] == k for f in report["findings"]) for k in (ERROR, WARNING, INFO)}
+    lines.append(f"{'healthy' if report['healthy'] else 'NOT HEALTHY'}: {count[ERROR]} error(s), "
+                 f"{count[WARNING]} warning(s), {count[INFO]} info(s)"
+                 f"{'' if report['ran'] else ' (static checks only)'}")
+    return "\n".join(lines)
+
+
+def _range(bounds):
+    if not bounds:
+        return "-"
+    low, high = bounds
+    return f"{low:.3g}" if low == high else f"{low:.3g}..{high:.3g}"
