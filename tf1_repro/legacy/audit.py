@@ -1,21 +1,42 @@
 """Behaviour audit of any BN builder ``FUNC(inputs, training)``, by probing, not by names.
 
-The audit builds the layer in a fresh graph on a float32 placeholder and a
-scalar ``tf.bool`` placeholder, then learns what it does from chosen feeds:
+The audit builds the layer in a fresh graph (graph seed = ``seed``) on a float32
+placeholder and a scalar ``tf.bool`` placeholder, runs the initialisers once and
+keeps those values: every probe starts by *loading* a known state, never by
+re-running the initialisers (random gammas would differ between probes). Then,
+from chosen feeds, it learns:
 
-* which variables a training run changes (alone, or only with ``UPDATE_OPS``):
-  the moving statistics, whatever they are called; of those, the ones the
-  prediction output reads (changing them changes it);
-* which is the mean and which the variance, the decay, zero-debiasing and the
-  variance estimator, from three training steps on batches with chosen moments,
-  by fitting ``s_k = d s_{k-1} + (1-d) t_k`` (plain EMA) or its debiased form
-  ``s_k = sum_j d^(k-j) t_j / sum_j d^(k-j)`` to the shadows, with the target t
-  the batch mean, the biased or the unbiased batch variance;
-* epsilon from training outputs of batches ``±delta`` (batch variance delta^2):
-  ``(y+ - y-) / (2 delta) = gamma / sqrt(delta^2 + eps)`` at delta = 1 and at a
-  delta with delta^2 near eps gives eps with gamma cancelled;
-* whether prediction changes the statistics, depends on the batch, and whether
-  the statistics are trainable.
+* **where the state changes**: which variables a training run changes with the
+  output alone, with ``UPDATE_OPS``, with each other collection of ops, or after
+  a separate op that nothing runs (an unconnected op that writes variables);
+* **gamma and beta**: among variables no run changes, setting one to 0 makes the
+  output constant over the batch (gamma, ``y = gamma * x_hat + beta``); adding 1
+  to one adds exactly 1 to the output (beta). While probing they are fixed to
+  gamma = 1, beta = 0;
+* **the statistics**: per-channel variables (any shape that broadcasts to the
+  channel axis: ``(C,)``, ``(1, C)``, ``(1, 1, 1, C)``) that something updates;
+  the update verdicts are about those prediction reads (changing them changes
+  the prediction output), or, when prediction reads none, about those kept;
+* **the update rule**, from three training steps (with the ops the location
+  needs) on batches with chosen moments, by fitting ``s_k = d s_{k-1} + (1-d) t_k``
+  (plain EMA) or its debiased form ``s_k = sum_j d^(k-j) t_j / sum_j d^(k-j)``,
+  with t the batch mean, the biased or the unbiased batch variance;
+* **whether prediction uses stored statistics**: with batch statistics the
+  prediction output is invariant under ``x -> 3x + 7`` per channel; with stored
+  ones it is not;
+* **epsilon**, on the prediction path when it reads stored statistics that can be
+  loaded: with mean 0 and variance V loaded, the slope of the output in x is
+  ``s(V) = gamma / sqrt(V + eps)``, so ``R = (s(0)/s(V))^2 = (V + eps)/eps`` and
+  ``eps = V / (R - 1)`` (gamma cancels), with V = eps (a first estimate) so eps
+  is half of V + eps. Otherwise on the training path: batches of ``±delta``
+  have batch variance ``delta^2`` and slope ``gamma / sqrt(delta^2 + eps)``; two
+  deltas with ``delta^2 = eps/16`` and ``eps`` give ``R = (s_a/s_b)^2`` and
+  ``eps = (d_b^2 - R d_a^2)/(R - 1)``; a second pair (eps/4, 4 eps) must agree.
+  ``epsilon_precision`` is the relative uncertainty: the larger of the spread
+  of the estimates (channels, pairs) and float32 rounding propagated through R;
+* whether prediction changes the statistics, depends on the batch (not stated
+  when a prediction run both updates and reads them: a race), and whether the
+  statistics are trainable.
 """
 
 import numpy as np
@@ -27,21 +48,28 @@ from tf1_repro.legacy import loader
 ARTICLE_BEHAVIOUR = {"updates_on_training": True, "updates_need_update_ops": False,
                      "updates_on_inference": False, "inference_batch_independent": True,
                      "moving_stats_trainable": False}
-KEYS = ("decay", "epsilon", "moving_mean_init", "moving_variance_init", "moving_variance_estimator",
-        "zero_debias", "updates_on_training", "updates_need_update_ops", "updates_on_inference",
-        "inference_batch_independent", "moving_stats_trainable", "matches_article", "differences",
+KEYS = ("decay", "epsilon", "epsilon_precision", "moving_mean_init", "moving_variance_init",
+        "moving_variance_estimator", "zero_debias", "updates_on_training", "updates_need_update_ops",
+        "updates_on_inference", "inference_batch_independent", "moving_stats_trainable",
+        "update_location", "statistics_used_at_prediction", "matches_article", "differences",
         "warnings")
 WHERE = "audit"
+_FLOAT32_ULP = 2.0 ** -23
+_WRITES = ("Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
+           "AssignSubVariableOp", "ScatterUpdate", "ScatterAdd", "ScatterSub")
+_STANDARD_KEYS = {getattr(tf.GraphKeys, k) for k in dir(tf.GraphKeys)
+                  if k.isupper() and isinstance(getattr(tf.GraphKeys, k), str)}
 
 
 class _Layer:
     """The built layer in its graph and session, with probing helpers."""
 
-    def __init__(self, func, input_shape, python_bool):
+    def __init__(self, func, input_shape, python_bool, seed):
         self.shape = tuple(input_shape)
         self.graph = tf.Graph()
         self.notes = []
         with self.graph.as_default():
+            tf.set_random_seed(seed)
             self.x = tf.placeholder(tf.float32, (None,) + self.shape[1:], name="inputs")
             self.training = tf.placeholder(tf.bool, [], name="training")
             if python_bool:
@@ -56,11 +84,20 @@ class _Layer:
                         f"statistics; share them with tf.variable_scope(..., reuse=tf.AUTO_REUSE)")
             else:
                 self.out_train = self.out_infer = self._call(func, self.training, "FUNC(inputs, training)")
+            user_ops = list(self.graph.get_operations())
             self.variables = self.graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)
+            self.names = [v.op.name for v in self.variables]
             self.trainable = {v.op.name for v in self.graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)}
             self.update_ops = self.graph.get_collection(tf.GraphKeys.UPDATE_OPS)
-            self.init = tf.global_variables_initializer()
+            self.collections = self._custom_collections()
+            self._feeds = [v.initializer.inputs[1] for v in self.variables]
+            self._loaders = [v.initializer for v in self.variables]
+            init = tf.global_variables_initializer()
+        self.separate_ops = self._sinks(user_ops)
+        self.graph.finalize()
         self.sess = tf.Session(graph=self.graph)
+        self.sess.run(init)  # once: every probe loads a state, never re-runs the initialisers
+        self.initial = self.values()
 
     def _variables(self):
         return [v.op.name for v in self.graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)]
@@ -74,20 +111,65 @@ class _Layer:
                 f"{' of shape ' + str(out.shape) if isinstance(out, tf.Tensor) else ''}")
         return out
 
-    def reset(self):
-        self.sess.run(self.init)
+    def _custom_collections(self):
+        """{name: [ops/tensors]} for every collection of ops that is not one of TF's own."""
+        found = {}
+        for key in self.graph.get_all_collection_keys():
+            if not isinstance(key, str) or key in _STANDARD_KEYS:
+                continue
+            items = [i for i in self.graph.get_collection(key)
+                     if isinstance(i, (tf.Operation, tf.Tensor)) and i.graph is self.graph]
+            if items:
+                found[key] = items
+        return found
+
+    def _sinks(self, user_ops):
+        """Ops of the builder that nothing consumes, that write variables (themselves or above),
+        and that neither output, UPDATE_OPS nor another collection runs: ops run separately."""
+        consumers = set()
+        for op in self.graph.get_operations():
+            consumers.update(t.op for t in op.inputs)
+            consumers.update(op.control_inputs)
+        covered = _ancestors([self.out_train.op, self.out_infer.op]
+                             + [_op(i) for i in self.update_ops]
+                             + [_op(i) for items in self.collections.values() for i in items])
+        sinks = []
+        for op in user_ops:
+            if op in consumers or op in covered or op.type in ("Placeholder", "Const", "VarHandleOp",
+                                                               "VariableV2"):
+                continue
+            if any(a.type in _WRITES for a in _ancestors([op])):
+                sinks.append(op)
+        return sinks
 
     def values(self):
-        return dict(zip([v.op.name for v in self.variables], self.sess.run(self.variables)))
+        return dict(zip(self.names, self.sess.run(self.variables)))
 
     def load(self, values):
-        for v in self.variables:
-            v.load(values[v.op.name], self.sess)
+        self.sess.run(self._loaders, {f: values[n] for f, n in zip(self._feeds, self.names)})
 
-    def run(self, batch, training, with_update_ops):
+    def run(self, batch, training, extra=()):
         out = self.out_train if training else self.out_infer
-        fetches = [out] + (self.update_ops if with_update_ops else [])
-        return self.sess.run(fetches, {self.x: batch, self.training: training})[0]
+        return self.sess.run([out] + list(extra), {self.x: batch, self.training: training})[0]
+
+    def run_separately(self, ops, batch, training):
+        self.sess.run(list(ops), {self.x: batch, self.training: training})
+
+
+def _op(item):
+    return item if isinstance(item, tf.Operation) else item.op
+
+
+def _ancestors(ops):
+    seen, stack = set(), list(ops)
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return seen
 
 
 def _batch(shape, means, variances, rng):
@@ -118,7 +200,7 @@ def _fit(states, targets):
         d = float(np.median((t2 - s2) / (s2 - t1)))
         pred3 = (d * d * t1 + d * t2 + t3) / (1 + d + d * d)
         fits.append((max(np.abs(s1 - t1).max(), np.abs(pred3 - s3).max()) / scale.max(), d, True))
-    fits = [f for f in fits if np.isfinite(f[0]) and 0.0 <= f[1] <= 1.0]
+    fits = [f for f in fits if np.isfinite(f[0]) and 0.0 <= f[1] < 1.0]
     return min(fits) if fits else (np.inf, None, None)
 
 
@@ -127,11 +209,38 @@ def audit(func, input_shape=(8, 4), python_bool=False, seed=0):
     if len(input_shape) < 2 or input_shape[0] < 2 or input_shape[0] % 2:
         raise ValueError(f"{WHERE}: --input-shape must be N,...,C with rank >= 2 and an even batch "
                          f"size N >= 2, got {','.join(map(str, input_shape))}")
-    layer = _Layer(func, input_shape, python_bool)
+    layer = _Layer(func, input_shape, python_bool, seed)
     try:
         return _probe(layer, np.random.default_rng(seed))
     finally:
         layer.sess.close()
+
+
+class _State:
+    """Known states to load: the initial values, and the base (gamma = 1, beta = 0)."""
+
+    def __init__(self, layer, channels):
+        self.layer, self.channels = layer, channels
+        self.initial = layer.initial
+        self.base = dict(self.initial)
+
+    def with_values(self, state, **flat):
+        """``state`` with per-channel variables replaced by (C,) vectors or scalars, reshaped."""
+        out = dict(state)
+        for name, value in flat.items():
+            out[name] = np.broadcast_to(np.asarray(value, np.float64).reshape(-1), (self.channels,)) \
+                .reshape(self.initial[name].shape).astype(self.initial[name].dtype)
+        return out
+
+
+def _per_channel(value, channels):
+    shape = np.shape(value)
+    return (len(shape) >= 1 and shape[-1] == channels and int(np.prod(shape)) == channels
+            and np.issubdtype(np.asarray(value).dtype, np.floating))
+
+
+def _changed(before, after, names=None):
+    return {k for k in (names or after) if not np.array_equal(after[k], before[k])}
 
 
 def _probe(layer, rng):
@@ -139,165 +248,404 @@ def _probe(layer, rng):
     c = np.arange(channels)
     report = dict.fromkeys(KEYS)
     warnings, differences = list(layer.notes), []
+    states = _State(layer, channels)
+    initial = states.initial
+    per_channel = [n for n in layer.names if _per_channel(initial[n], channels)]
+    probe = _batch(shape, 5.0 + c, 4.0 * (1 + 0.1 * c), rng)
 
-    # 1. Which variables does a training run change, with or without UPDATE_OPS?
-    probe = _batch(shape, 5.0 + c, 4.0, rng)
-    layer.reset()
-    initial = layer.values()
-    layer.run(probe, True, False)
-    alone = {k for k, v in layer.values().items() if not np.array_equal(v, initial[k])}
-    layer.reset()
-    layer.run(probe, True, True)
-    with_ops = {k for k, v in layer.values().items() if not np.array_equal(v, initial[k])}
-    report["updates_on_training"] = bool(alone)
-    report["updates_need_update_ops"] = bool(not alone and with_ops)
-    train_with_ops = report["updates_need_update_ops"]
-    changed = alone or with_ops
-    candidates = [k for k in changed if initial[k].shape == (channels,)]
+    # 1. Where does the state change: with the output, UPDATE_OPS, a collection, a separate op?
+    mechanisms = _mechanisms(layer, initial, probe)
+    changed_anywhere = set().union(*(m["changed"] for m in mechanisms))
+    changed_by_training = set().union(*(m["changed"] for m in mechanisms
+                                        if m["location"] in ("output", "UPDATE_OPS")))
 
-    # 2. Three training steps with chosen moments; which candidates does prediction read?
+    # 2. Gamma and beta among the variables nothing changes; fixed to 1 and 0 from here on.
+    gamma, beta = _affine_parameters(layer, states, probe, [n for n in per_channel
+                                                            if n not in changed_anywhere])
+    states.base = states.with_values(initial, **{n: 1.0 for n in gamma}, **{n: 0.0 for n in beta})
+
+    # 3. Which per-channel variables does prediction read; which are the statistics?
+    query = _batch(shape, 1.0, 2.0, rng)
+    reads = _prediction_reads(layer, states.base, query, [n for n in per_channel
+                                                          if n not in gamma + beta])
+    candidates = [n for n in per_channel if n in changed_anywhere]
+    read_stats = [n for n in candidates if n in reads]
+    stats = read_stats or candidates
+    location = next((m for m in mechanisms if set(stats) & m["changed"]), None)
+    report["update_location"] = location["location"] if location else None
+    report["updates_on_training"] = bool(set(stats) & mechanisms[0]["changed"])
+    report["updates_need_update_ops"] = bool(
+        not report["updates_on_training"] and location is not None and location["location"] == "UPDATE_OPS")
+    others = sorted(changed_by_training - set(stats))
+    if read_stats and others and not set(read_stats) & changed_by_training:  # e.g. two-stage statistics
+        warnings.append(f"training also changes {', '.join(others)}, which prediction does not read; "
+                        f"the statistics prediction reads are {', '.join(sorted(read_stats))}")
+
+    # 4. Three training steps with chosen moments; fit the update rule to each statistic.
     means = [5.0 + c, -3.0 + 2 * c, 8.0 - c]
     variances = [4.0 * (1 + 0.1 * c), 0.25 * (1 + 0.1 * c), 9.0 * (1 + 0.1 * c)]
     steps = [_batch(shape, m, v, rng) for m, v in zip(means, variances)]
-    layer.reset()
+    layer.load(states.base)
     history = [layer.values()]
     for batch in steps:
-        layer.run(batch, True, train_with_ops)
+        _train_step(layer, batch, location)
         history.append(layer.values())
     trained = history[-1]
-    query = _batch(shape, 1.0, 2.0, rng)
-    base = layer.run(query, False, False)
-    used = []
-    for name in candidates:
-        layer.load(dict(trained, **{name: trained[name] * 1.5 + 0.7}))
-        if not np.allclose(layer.run(query, False, False), base, rtol=1e-6, atol=1e-6):
-            used.append(name)
-        layer.load(trained)
-    pool = used or candidates
+    moving_mean, moving_var = _fit_statistics(report, stats, history, [_moments(b) for b in steps],
+                                              initial)
+    fitted = [n for n in (moving_mean, moving_var) if n]
+    report["moving_stats_trainable"] = any(n in layer.trainable for n in fitted) if fitted else None
 
-    # 3. Fit the update rule to each candidate: mean, biased or unbiased variance.
-    moments = [_moments(b) for b in steps]
-    fits = {}
-    for name in pool:
-        states = [h[name].astype(np.float64) for h in history]
-        for kind, index in (("mean", 0), ("biased", 1), ("unbiased", 2)):
-            fits[(name, kind)] = _fit(states, [m[index] for m in moments])
-    mean_fit = min(((f, n) for (n, k), f in fits.items() if k == "mean"), default=None, key=lambda t: t[0][0])
-    var_fit = min(((f, n, k) for (n, k), f in fits.items() if k != "mean"), default=None,
-                  key=lambda t: t[0][0])
-    tol = 1e-4
-    if mean_fit and mean_fit[0][0] < tol:
-        report["decay"] = round(mean_fit[0][1], 5)
-        report["zero_debias"] = mean_fit[0][2]
-        report["moving_mean_init"] = _init(initial[mean_fit[1]])
-    if var_fit and var_fit[0][0] < tol and (not mean_fit or var_fit[1] != mean_fit[1]):
-        report["moving_variance_estimator"] = var_fit[2]
-        report["moving_variance_init"] = _init(initial[var_fit[1]])
-        if report["decay"] is None:
-            report["decay"] = round(var_fit[0][1], 5)
-            report["zero_debias"] = var_fit[0][2]
-    stats = [n for n in ([mean_fit[1]] if mean_fit and mean_fit[0][0] < tol else [])
-             + ([var_fit[1]] if var_fit and var_fit[0][0] < tol else [])]
-    report["moving_stats_trainable"] = bool(stats) and any(n in layer.trainable for n in stats)
-
-    # 4. Epsilon from training outputs of +-delta batches (gamma cancels).
-    report["epsilon"] = _epsilon(layer, shape, train_with_ops)
-
-    # 5. Prediction: does it change the statistics; does it depend on the batch?
+    # 5. Prediction: does it use stored statistics, change them, depend on the batch?
+    report["statistics_used_at_prediction"] = _uses_stored_statistics(layer, trained, query)
     layer.load(trained)
-    layer.run(query, False, False)  # a prediction runs the output alone, never the train op's UPDATE_OPS
-    report["updates_on_inference"] = any(
-        not np.array_equal(v, trained[k]) for k, v in layer.values().items())
-    report["inference_batch_independent"] = _batch_independent(layer, trained, query, rng)
+    layer.run(query, False)  # a prediction runs the output alone, never the train op's UPDATE_OPS
+    at_prediction = _changed(trained, layer.values())
+    report["updates_on_inference"] = bool(set(stats) & at_prediction)
+    if at_prediction - set(stats):
+        warnings.append(f"a training=False run also changes {', '.join(sorted(at_prediction - set(stats)))}")
+    racy = report["updates_on_inference"] and bool(set(read_stats) & at_prediction)
+    if not racy:
+        report["inference_batch_independent"] = _batch_independent(layer, trained, query, rng)
 
-    # 6. Verdict against the article.
-    settings = {k: report[k] for k in legacy.ARTICLE_SETTINGS}
-    for key in legacy.ARTICLE_SETTINGS:
-        if settings[key] is None:
-            differences.append(f"{key} could not be measured (no moving statistic follows an EMA "
-                               f"of the batch moments): the layer may not keep moving averages")
-    known = {k: v for k, v in settings.items() if v is not None}
-    close = dict(known)
-    if known.get("decay") is not None and abs(known["decay"] - 0.9) <= 1e-3:
-        close["decay"] = 0.9
-    if known.get("epsilon") is not None and abs(known["epsilon"] / 1e-5 - 1) <= 0.1:
-        close["epsilon"] = 1e-5
-    differences += legacy.causes(dict(legacy.ARTICLE_SETTINGS, **close))
-    behaviour = {
-        "updates_on_training": "moving statistics do not update when the output runs with "
-                               "training=True",
-        "updates_need_update_ops": "updates run only with the UPDATE_OPS collection: a train op "
-                                   "without tf.control_dependencies(update_ops) leaves them at "
-                                   "their initial values",
-        "updates_on_inference": "a training=False run changes the moving statistics: predictions "
-                                "drift with every batch predicted",
-        "inference_batch_independent": "at prediction a sample's output depends on its batch "
-                                       "(batch statistics are used): the article's warning",
-        "moving_stats_trainable": "the moving statistics are trainable: an optimizer changes them "
-                                  "by gradient as well",
-    }
-    for key, expected in ARTICLE_BEHAVIOUR.items():
-        if report[key] != expected:
-            differences.append(behaviour[key])
-            if key != "updates_on_training":
-                warnings.append(behaviour[key])
-    if not report["updates_on_training"] and not report["updates_need_update_ops"]:
-        warnings.append("the moving statistics never update, with or without UPDATE_OPS")
+    # 6. Epsilon: on the prediction path when its statistics can be loaded, else on the training path.
+    if (moving_mean in read_stats and moving_var in read_stats and not report["updates_on_inference"]
+            and report["statistics_used_at_prediction"]):
+        eps = _epsilon_prediction(layer, states, moving_mean, moving_var)
+        path = "prediction"
+    else:
+        eps = _epsilon_training(layer, states, shape)
+        path = "training"
+    report["epsilon"], report["epsilon_precision"] = eps if eps else (None, None)
+
+    # 7. Verdict against the article.
+    _differences(report, layer, states, probe, stats, candidates, location, racy, path, gamma, beta,
+                 differences, warnings)
     report["matches_article"] = not differences and not layer.notes
     report["differences"] = differences
     report["warnings"] = warnings
     return report
 
 
+def _mechanisms(layer, initial, probe):
+    """[{location, extra (run with the output), after (run separately after it), changed}], in the
+    order a user would look: the output alone, UPDATE_OPS, other collections, separate ops."""
+    found = [{"location": "output", "extra": [], "after": []}]
+    if layer.update_ops:
+        found.append({"location": "UPDATE_OPS", "extra": layer.update_ops, "after": []})
+    for key, items in sorted(layer.collections.items()):
+        found.append({"location": f"collection:{key}", "extra": items, "after": []})
+    for op in layer.separate_ops:
+        found.append({"location": f"separate-op:{op.name}", "extra": [], "after": [op]})
+    usable = []
+    for mechanism in found:
+        layer.load(initial)
+        try:
+            layer.run(probe, True, mechanism["extra"])
+            if mechanism["after"]:
+                layer.run_separately(mechanism["after"], probe, True)
+        except (tf.errors.OpError, ValueError, TypeError):
+            continue  # ops that cannot run with the layer's feeds alone (or cannot be fetched)
+        mechanism["changed"] = _changed(initial, layer.values())
+        usable.append(mechanism)
+    layer.load(initial)
+    return usable
+
+
+def _train_step(layer, batch, location):
+    layer.run(batch, True, location["extra"] if location else [])
+    if location and location["after"]:
+        layer.run_separately(location["after"], batch, True)
+
+
+def _affine_parameters(layer, states, probe, names):
+    """(gamma names, beta names): setting gamma to 0 makes the output constant over the batch;
+    adding 1 to beta adds exactly 1 to the output. Tried on the training output, and on the
+    prediction output for variables the training output does not read."""
+    gamma, beta = [], []
+    axes = tuple(range(len(layer.shape) - 1))
+    for training in (True, False):
+        layer.load(states.initial)
+        base = layer.run(probe, training).astype(np.float64)
+        if not np.all(np.isfinite(base)) or np.all(base.std(axes) < 1e-3):
+            continue
+        for name in names:
+            if name in gamma or name in beta:
+                continue
+            flat = states.initial[name].reshape(-1).astype(np.float64)
+            layer.load(states.with_values(states.initial, **{name: flat + 1.0}))
+            shifted = layer.run(probe, training).astype(np.float64)
+            layer.load(states.with_values(states.initial, **{name: 0.0}))
+            zeroed = layer.run(probe, training).astype(np.float64)
+            if np.allclose(shifted - base, 1.0, rtol=0, atol=1e-5 * max(1.0, np.abs(base).max())):
+                beta.append(name)
+            elif np.all(zeroed.std(axes) <= 1e-6 * max(1.0, np.abs(zeroed).max())) and \
+                    not np.array_equal(shifted, base):
+                gamma.append(name)
+    layer.load(states.initial)
+    return gamma, beta
+
+
+def _prediction_reads(layer, state, query, names):
+    """The variables whose value changes the prediction output (each scaled and shifted in turn)."""
+    layer.load(state)
+    base = [layer.run(query, False)]
+    layer.load(state)
+    base.append(layer.run(query, False))
+    reads = []
+    for name in names:
+        flat = state[name].reshape(-1).astype(np.float64)
+        layer.load(_replace(state, name, flat * 1.5 + 0.7))
+        out = layer.run(query, False)
+        if not any(np.allclose(out, b, rtol=1e-6, atol=1e-6) for b in base):
+            reads.append(name)
+    layer.load(state)
+    return reads
+
+
+def _replace(state, name, flat):
+    out = dict(state)
+    out[name] = np.asarray(flat).reshape(state[name].shape).astype(state[name].dtype)
+    return out
+
+
+def _fit_statistics(report, stats, history, moments, initial):
+    """Fit the update rule to each statistic; fill decay, zero_debias, inits and the estimator.
+    Returns (moving mean name, moving variance name), None where nothing fits."""
+    fits = {}
+    for name in stats:
+        states = [h[name].reshape(-1).astype(np.float64) for h in history]
+        for kind, index in (("mean", 0), ("biased", 1), ("unbiased", 2)):
+            fits[(name, kind)] = _fit(states, [m[index] for m in moments])
+    tol = 1e-4
+    mean_fit = min(((f, n) for (n, k), f in fits.items() if k == "mean"), default=None, key=lambda t: t[0][0])
+    var_fit = min(((f, n, k) for (n, k), f in fits.items() if k != "mean"
+                   and not (mean_fit and n == mean_fit[1] and mean_fit[0][0] < tol)),
+                  default=None, key=lambda t: t[0][0])
+    moving_mean = mean_fit[1] if mean_fit and mean_fit[0][0] < tol else None
+    moving_var = var_fit[1] if var_fit and var_fit[0][0] < tol else None
+    if moving_mean:
+        report["decay"] = round(mean_fit[0][1], 5)
+        report["zero_debias"] = mean_fit[0][2]
+        report["moving_mean_init"] = _init(initial[moving_mean])
+    if moving_var:
+        report["moving_variance_estimator"] = var_fit[2]
+        report["moving_variance_init"] = _init(initial[moving_var])
+        if report["decay"] is None:
+            report["decay"] = round(var_fit[0][1], 5)
+            report["zero_debias"] = var_fit[0][2]
+    return moving_mean, moving_var
+
+
 def _init(value):
-    value = np.asarray(value, dtype=np.float64)
+    value = np.asarray(value, dtype=np.float64).reshape(-1)
     return float(value[0]) if np.all(value == value[0]) else float(value.mean())
 
 
-def _epsilon(layer, shape, with_update_ops):
-    signs = np.where(np.arange(shape[0]) % 2 == 0, 1.0, -1.0).reshape((-1,) + (1,) * (len(shape) - 1))
-
-    def slope(delta):
-        layer.reset()
-        out = layer.run((signs * delta * np.ones(shape)).astype(np.float32), True, with_update_ops)
-        return (out[0].astype(np.float64) - out[1]).reshape(-1, shape[-1]).mean(0) / (2 * delta)
-
-    a = slope(1.0)
-    if not np.all(np.isfinite(a)) or np.any(a == 0):
+def _uses_stored_statistics(layer, state, query):
+    """False when prediction normalises with the batch's own statistics: its output is then the
+    same for x and 3x + 7 (up to epsilon's share of the variance); True when it is not."""
+    axes = tuple(range(query.ndim - 1))
+    layer.load(state)
+    a = layer.run(query, False).astype(np.float64)
+    layer.load(state)
+    b = layer.run((3.0 * query + 7.0).astype(np.float32), False).astype(np.float64)
+    layer.load(state)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return None
-    best = None
-    for delta in (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4):
-        b = slope(delta)
-        ratio = float(np.median(a / b))  # sqrt((delta^2 + eps) / (1 + eps))
-        eps = np.median((a ** 2 - b ** 2 * delta ** 2) / (b ** 2 - a ** 2))
-        quality = abs(ratio - 0.5)  # best conditioned when delta^2 is comparable to eps
-        if np.isfinite(eps) and eps > 0 and (best is None or quality < best[0]):
-            best = (quality, float(eps))
-    layer.reset()
-    return None if best is None else float(f"{best[1]:.3g}")
+    scale = max(1e-6, float(a.std(axes).max()))
+    return bool(np.abs(a - b).max() > 1e-2 * scale)
+
+
+def _slopes(layer, state, shape, training, delta):
+    """Per-channel (y(+delta) - y(-delta)) / (2 delta) on a batch of alternating ±delta samples."""
+    signs = np.where(np.arange(shape[0]) % 2 == 0, 1.0, -1.0).reshape((-1,) + (1,) * (len(shape) - 1))
+    layer.load(state)
+    out = layer.run((signs * delta * np.ones(shape)).astype(np.float32), training).astype(np.float64)
+    return (out[0] - out[1]).reshape(-1, shape[-1]).mean(0) / (2 * delta)
+
+
+def _precision(estimates, eps, r):
+    """Relative uncertainty: the spread of the estimates, at least float32 rounding through R."""
+    spread = float(np.max(np.abs(np.asarray(estimates) - eps)) / eps)
+    bound = float(np.max(r / (r - 1))) * 4 * _FLOAT32_ULP
+    return float(f"{max(spread, bound):.1g}")
+
+
+def _epsilon_prediction(layer, states, moving_mean, moving_var):
+    """(epsilon, precision) from prediction slopes with mean 0 and variance 0 or V loaded."""
+    shape = (2,) + layer.shape[1:]
+
+    def slope(variance):
+        state = states.with_values(states.base, **{moving_mean: 0.0, moving_var: variance})
+        return _slopes(layer, state, shape, False, 1.0)
+
+    s0 = slope(0.0)
+    if not np.all(np.isfinite(s0)) or np.any(s0 == 0):
+        return None
+    guess = float(np.median(1.0 / s0 ** 2))  # exact when gamma is 1 (fixed) or absent
+    for _ in range(2):
+        r = (s0 / slope(guess)) ** 2
+        est = guess / (r - 1)
+        if not np.all(np.isfinite(est)) or np.any(est <= 0):
+            return None
+        guess = float(np.median(est))
+    r = (s0 / slope(guess)) ** 2
+    estimates = guess / (r - 1)
+    eps = float(np.median(estimates))
+    layer.load(states.base)
+    return float(f"{eps:.3g}"), _precision(estimates, eps, r)
+
+
+def _epsilon_training(layer, states, shape):
+    """(epsilon, precision) from training slopes on ±delta batches, or None when the training
+    output does not follow gamma * x / sqrt(delta^2 + eps)."""
+    def estimate(var_a, var_b):
+        r = (_slopes(layer, states.base, shape, True, np.sqrt(var_a))
+             / _slopes(layer, states.base, shape, True, np.sqrt(var_b))) ** 2
+        return (var_b - r * var_a) / (r - 1), r
+
+    s = _slopes(layer, states.base, shape, True, 1e-4)
+    if not np.all(np.isfinite(s)) or np.any(s == 0):
+        return None
+    guess = float(np.median(np.maximum(1.0 / s ** 2 - 1e-8, 1e-12)))
+    for _ in range(3):
+        est, _ = estimate(guess / 16, guess)
+        if not np.all(np.isfinite(est)) or np.any(est <= 0):
+            return None
+        guess = float(np.median(est))
+    first, r1 = estimate(guess / 16, guess)
+    second, r2 = estimate(guess / 4, 4 * guess)
+    estimates = np.concatenate([first, second])
+    eps = float(np.median(estimates))
+    layer.load(states.base)
+    if not eps > 0 or np.max(np.abs(estimates - eps)) > 1e-2 * eps:
+        return None
+    return float(f"{eps:.3g}"), _precision(estimates, eps, np.concatenate([r1, r2]))
 
 
 def _batch_independent(layer, trained, query, rng):
     """Each query sample alone, in its batch and in a 3x batch gives the same output."""
     other = _batch((2 * query.shape[0],) + query.shape[1:], -2.0, 9.0, rng)
     layer.load(trained)
-    in_batch = layer.run(query, False, False)
+    in_batch = layer.run(query, False)
     layer.load(trained)
-    in_big = layer.run(np.concatenate([query, other]), False, False)[:len(query)]
+    in_big = layer.run(np.concatenate([query, other]), False)[:len(query)]
     alone = []
     for i in range(len(query)):
         layer.load(trained)
-        alone.append(layer.run(query[i:i + 1], False, False)[0])
+        alone.append(layer.run(query[i:i + 1], False)[0])
     alone = np.array(alone)
     scale = max(1.0, float(np.abs(in_batch).max()))
     return bool(np.abs(in_batch - in_big).max() <= 1e-5 * scale
                 and np.abs(in_batch - alone).max() <= 1e-5 * scale)
 
 
+def _plain_training_output(layer, states, probe, eps):
+    """With gamma = 1 and beta = 0 loaded, is the training output (x - batch mean) / sqrt(batch
+    var + eps)? False for batch renormalisation (x_hat * r + d); None when eps is unknown."""
+    if eps is None:
+        return None
+    layer.load(states.base)
+    out = layer.run(probe, True).astype(np.float64)
+    layer.load(states.base)
+    x = probe.astype(np.float64)
+    axes = tuple(range(x.ndim - 1))
+    expected = (x - x.mean(axes)) / np.sqrt(x.var(axes) + eps)
+    return bool(np.abs(out - expected).max() <= 1e-3)
+
+
+_BEHAVIOUR = {
+    "updates_on_training": "moving statistics do not update when the output runs with training=True",
+    "updates_need_update_ops": "updates run only with the UPDATE_OPS collection: a train op without "
+                               "tf.control_dependencies(update_ops) leaves them at their initial values",
+    "updates_on_inference": "a training=False run changes the moving statistics: predictions drift "
+                            "with every batch predicted",
+    "inference_batch_independent": "at prediction a sample's output depends on its batch (batch "
+                                   "statistics are used): the article's warning",
+    "moving_stats_trainable": "the moving statistics are trainable: an optimizer changes them by "
+                              "gradient as well",
+}
+_SETTINGS_ORDER = ("decay", "zero_debias", "moving_mean_init", "moving_variance_init",
+                   "moving_variance_estimator")
+
+
+def _differences(report, layer, states, probe, stats, candidates, location, racy, path, gamma, beta,
+                 differences, warnings):
+    """Fill differences (from the article, each with its consequence or why it is unmeasured)
+    and warnings (known bugs)."""
+    # Unmeasurable verdicts first, each with why.
+    unmeasured = [k for k in _SETTINGS_ORDER if report[k] is None]
+    if not stats:
+        unmeasured += ["moving_stats_trainable", "update_location"]
+        differences.append(f"{', '.join(unmeasured)} cannot be measured: the layer keeps no moving "
+                           f"statistics (no per-channel variable changes with the output, UPDATE_OPS, "
+                           f"any other collection or any separate op), so nothing updates")
+    elif unmeasured:
+        differences.append(f"{', '.join(unmeasured)} could not be measured: no statistic among "
+                           f"{', '.join(sorted(stats))} follows an EMA of the batch moments")
+        if report["moving_stats_trainable"] is None:
+            differences.append("moving_stats_trainable cannot be measured: no statistic was identified")
+    if report["epsilon"] is None:
+        differences.append(f"epsilon, epsilon_precision could not be measured: the {path} output does "
+                           f"not follow gamma * x / sqrt(var + eps) on batches of ±delta")
+    if report["statistics_used_at_prediction"] is None:
+        differences.append("statistics_used_at_prediction could not be measured: prediction outputs "
+                           "are not finite")
+    if racy:
+        differences.append("inference_batch_independent cannot be measured: a prediction run both "
+                           "updates and reads the moving statistics, so unless the graph orders the "
+                           "read after the update, whether an output used this batch's update depends "
+                           "on thread timing (a race; typical of an EMA op built outside the tf.cond)")
+        warnings.append("prediction races its own update of the moving statistics: outputs may "
+                        "depend on thread timing and on the batch")
+
+    # Settings against the article's.
+    settings = {k: report[k] for k in legacy.ARTICLE_SETTINGS}
+    close = {k: v for k, v in settings.items() if v is not None}
+    if close.get("decay") is not None and abs(close["decay"] - 0.9) <= 1e-3:
+        close["decay"] = 0.9
+    if close.get("epsilon") is not None and abs(close["epsilon"] / 1e-5 - 1) <= 0.01:
+        close["epsilon"] = 1e-5
+    differences += legacy.causes(dict(legacy.ARTICLE_SETTINGS, **close))
+
+    # Where the statistics come from at prediction, and where their updates are.
+    if report["statistics_used_at_prediction"] is False:
+        kept = (f"the moving statistics it keeps ({', '.join(sorted(candidates))}) are not used at "
+                f"prediction" if candidates else "the layer keeps no moving statistics")
+        line = f"prediction normalises each batch with its own statistics: {kept}"
+        differences.append(line)
+        warnings.append(line)
+    if location and location["location"].startswith(("collection:", "separate-op:")):
+        where = location["location"]
+        what = (f"the ops in the collection '{where.split(':', 1)[1]}' run with the train op"
+                if where.startswith("collection:")
+                else f"the separate op '{where.split(':', 1)[1]}' runs (after each training step)")
+        warnings.append(f"the moving statistics update only when {what}: neither the output nor "
+                        f"UPDATE_OPS updates them")
+    if _plain_training_output(layer, states, probe, report["epsilon"]) is False and (gamma or beta):
+        differences.append("in training, with gamma=1 and beta=0, the output is not (x - batch mean) / "
+                           "sqrt(batch var + eps): the moving statistics correct it (batch "
+                           "renormalisation), so training outputs differ from the article's")
+
+    # Behaviour against the article's.
+    for key, expected in ARTICLE_BEHAVIOUR.items():
+        if report[key] is None or report[key] == expected:
+            continue
+        if not stats and key.startswith("updates_"):
+            continue  # said once above: no statistics, nothing to update
+        differences.append(_BEHAVIOUR[key])
+        if key != "updates_on_training":
+            warnings.append(_BEHAVIOUR[key])
+    if stats and not report["updates_on_training"] and not report["updates_need_update_ops"] and \
+            not (location and location["location"].startswith(("collection:", "separate-op:"))):
+        warnings.append("the moving statistics never update, with or without UPDATE_OPS")
+
+
 def format_audit(report):
     lines = []
     for key in KEYS[:-2]:
-        lines.append(f"  {key:<28} {report[key]}")
+        lines.append(f"  {key:<30} {report[key]}")
     lines.append("  differences from the article:" + ("" if report["differences"] else " none"))
     lines += [f"    - {d}" for d in report["differences"]]
     lines.append("  warnings:" + ("" if report["warnings"] else " none"))
