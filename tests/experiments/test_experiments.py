@@ -34,8 +34,13 @@ def test_every_experiment_is_listed_with_the_fixed_names():
     assert [p.name for p in experiments.get("ema-bias").params] == ["decay", "steps", "mean", "std"]
     assert [p.name for p in experiments.get("batch-size").params] == ["sizes", "mean", "std"]
     assert [p.name for p in experiments.get("dropout-scaling").params] == ["keep_prob"]
-    assert [p.name for p in experiments.get("mc-dropout").params] == ["keep_prob", "passes"]
-    assert [p.name for p in experiments.get("variance-shift").params] == ["keep_prob", "mean", "std"]
+    assert [p.name for p in experiments.get("mc-dropout").params] == ["keep_prob", "passes", "data"]
+    assert [p.name for p in experiments.get("variance-shift").params] == ["keep_prob", "mean", "std",
+                                                                          "data"]
+    assert [p.name for p in experiments.get("train-vs-inference").params] == ["steps", "batch_size",
+                                                                              "data"]
+    assert [p.name for p in experiments.get("precise-bn").params] == ["steps", "batch_size",
+                                                                      "train_size", "data"]
 
 
 @pytest.mark.parametrize("name", list(SMALL))

@@ -179,6 +179,19 @@ def at_least(minimum):
     return check
 
 
+def one_of(choices):
+    def check(where, value):
+        if value not in choices:
+            raise ValueError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
+    return check
+
+
+def data_param():
+    """``--set data=digits``: the trained model's data (accuracy claims on real held-out digits)."""
+    return Param("data", "blobs", "the trained model's data: blobs (synthetic) or digits (scikit-learn's "
+                 "handwritten digits); closed-form parts stay on synthetic data", one_of(("blobs", "digits")))
+
+
 def float32_ulp(value):
     """The spacing of float32 numbers at ``value`` (one rounding is at most half of it)."""
     return float(np.spacing(np.float32(abs(value))))

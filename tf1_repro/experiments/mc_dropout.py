@@ -19,7 +19,8 @@ import numpy as np
 
 from tf1_repro.model import data
 from tf1_repro.experiments import _common
-from tf1_repro.experiments.core import Claim, Param, Result, Series, at_least, keep_prob, register
+from tf1_repro.experiments.core import (Claim, Param, Result, Series, at_least, data_param, keep_prob,
+                                        register)
 
 SAMPLES = 1024
 SHOWN = 8
@@ -29,11 +30,12 @@ SHOWN = 8
           "mean approaches the deterministic output as 1/sqrt(passes)", [
               Param("keep_prob", 0.8, "keep probability in training and in the MC passes", keep_prob),
               Param("passes", 400, "stochastic passes per sample", at_least(16)),
+              data_param(),
           ])
 def run(p, seed, bn):
     k, passes = p["keep_prob"], p["passes"]
-    dataset = data.Blobs(seed=seed)
-    x_test, _ = data.held_out(dataset, SAMPLES, seed)
+    dataset = data.make(p["data"], seed)
+    x_test, y_test = data.held_out(dataset, SAMPLES, seed)
     with _common.trained_model(dataset, 200, 64, k, seed, bn) as (graph, sess, model):
         kernel = graph.get_tensor_by_name("logits/kernel:0")
         det, h, w = sess.run([model.logits, model.features, kernel],
@@ -64,7 +66,11 @@ def run(p, seed, bn):
                          f"{mc_std[i, det_class[i]]:.3f} (theory {np.sqrt(theory_var[i, det_class[i]]):.3f})"
                          for i in range(SHOWN)),
              f"{float((agree < 1).mean()):.1%} of samples change class in at least one of {passes} "
-             f"passes (the diversity the article mentions for text generation)"]
+             f"passes (the diversity the article mentions for text generation)",
+             f"held-out accuracy ({len(y_test)} {dataset.name} samples): deterministic "
+             f"{float((det_class == y_test).mean()):.4f}, one stochastic pass (mean over passes) "
+             f"{float((runs.argmax(2) == y_test).mean()):.4f}, MC mean of {passes} passes "
+             f"{float((runs.mean(0).argmax(1) == y_test).mean()):.4f}"]
     claims = [
         Claim("inference-outputs-vary",
               f"training=False, keep_prob={k:g}: fraction of passes 2..{passes} whose logits differ "

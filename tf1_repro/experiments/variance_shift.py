@@ -21,8 +21,8 @@ from tf1_repro.model import data
 from tf1_repro.layers.bn import bn_variables
 from tf1_repro.layers.dropout import inverted_dropout, keep_prob_placeholder
 from tf1_repro.experiments import _common
-from tf1_repro.experiments.core import (Claim, Param, Result, Series, finite, keep_prob, positive,
-                                        register)
+from tf1_repro.experiments.core import (Claim, Param, Result, Series, data_param, finite, keep_prob,
+                                        positive, register)
 
 CHANNELS = 16
 BATCH = 256
@@ -37,6 +37,7 @@ REESTIMATE = 100  # forward passes with dropout off for the fix
               Param("keep_prob", 0.5, "keep probability of the dropout before BN", keep_prob),
               Param("mean", 1.0, "mean of the layer's input", finite),
               Param("std", 1.0, "standard deviation of the layer's input", positive),
+              data_param(),
           ])
 def run(p, seed, bn):
     k, mean, std = p["keep_prob"], p["mean"], p["std"]
@@ -75,7 +76,7 @@ def run(p, seed, bn):
     expected_ratio = std ** 2 / expected_moving
     se_ratio = expected_ratio * np.sqrt((se_moving / expected_moving) ** 2 + 2 / (TEST * CHANNELS))
 
-    accuracy = _accuracy_cost(k, seed, bn)
+    accuracy = _accuracy_cost(k, seed, bn, p["data"])
     claims = [
         Claim("moving-var-matches-train-variance",
               f"moving variance after {STEPS} steps (mean of {CHANNELS} channels) = (n-1)/n * "
@@ -93,7 +94,7 @@ def run(p, seed, bn):
             ["after re-estimating with dropout off", accuracy["after"], accuracy["moving_var_after"],
              accuracy["predict_var"]]]
     return Result(
-        headers=["dense model, keep_prob %g" % k, "held-out accuracy", "bn_hidden moving var (mean)",
+        headers=[f"dense model on {p['data']}, keep_prob {k:g}", "held-out accuracy", "bn_hidden moving var (mean)",
                  "bn_hidden input var at prediction (mean)"],
         rows=rows, claims=claims, graph=graph,
         series={"moving_var_vs_predict_var": Series([0, 1], {
@@ -107,8 +108,8 @@ def run(p, seed, bn):
                "cost on deep nets where nonlinear layers follow (not measured here)"])
 
 
-def _accuracy_cost(k, seed, bn):
-    dataset = data.Blobs(seed=seed)
+def _accuracy_cost(k, seed, bn, data_name="blobs"):
+    dataset = data.make(data_name, seed)
     x_test, y_test = data.held_out(dataset, 2048, seed)
     with _common.trained_model(dataset, 300, 64, k, seed, bn, dropout_before_bn=True) as (g, sess, model):
         hidden = bn_variables("bn_hidden")["moving_variance"]
