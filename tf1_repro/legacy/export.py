@@ -1,14 +1,19 @@
 """Export a trained article-style model for prediction: a SavedModel and a frozen GraphDef.
 
-Both take only ``x``: ``training`` and ``keep_prob`` are ``placeholder_with_default``
-(False and 1.0). The article's training graph itself cannot be frozen: its EMA
-update sits inside the ``tf.cond``, so ``convert_variables_to_constants`` keeps
-the ``AssignMovingAvg`` ops and importing the frozen graph fails ("Input 0 of
-node .../AssignMovingAvg/Switch was passed float from ...ema:0 incompatible
-with expected float_ref"). The export therefore builds the prediction path
-with ``inference_bn``: the same four variables under the article's names (so
-the checkpoint restores as is), normalising with the moving averages and
-nothing else.
+A shortcut over the general path (``tf1_repro.legacy.inference.to_inference``)
+with the demo's defaults: the checkpoint's own training graph (its ``.meta``)
+goes through the same passes as any user's graph: ``training`` and
+``keep_prob`` become constants (False, 1.0), the ``tf.cond`` and its EMA
+updates disappear, dropout is removed, the variables are frozen and each BN
+is folded into the MatMul before it (``bn_input`` on the raw input stays one
+multiply-add). Both artefacts take only ``x`` and are verified against the
+checkpoint's graph run with training=False, keep_prob=1.0.
+
+``tf.graph_util.convert_variables_to_constants`` alone cannot freeze this
+graph: the EMA update sits inside the ``tf.cond``, so it keeps the
+``AssignMovingAvg`` ops and importing the frozen graph fails ("Input 0 of node
+.../AssignMovingAvg/Switch was passed float from ...ema:0 incompatible with
+expected float_ref"); the general path resolves the ``tf.cond`` first.
 """
 
 import os
@@ -30,8 +35,20 @@ def inference_bn(inputs, training, name, moving_decay, eps):  # pylint: disable=
         return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, eps)
 
 
-def export(checkpoint_dir, out_dir):
-    """Write out_dir/saved_model and out_dir/frozen_graph.pb from the latest checkpoint."""
+def _output_names(config):
+    """The logits and predictions tensor names ArticleModel gives in a graph of its own."""
+    with tf.Graph().as_default():
+        model = ArticleModel(**config)
+        return model.logits.name, model.predictions.name
+
+
+def export(checkpoint_dir, out_dir, latency_runs=0):
+    """Write out_dir/saved_model and out_dir/frozen_graph.pb from the latest checkpoint.
+
+    Returns the paths, the input and output names and ``report`` (the to-inference report:
+    BN layers folded, ops before/after, each artefact's verification).
+    """
+    from tf1_repro.legacy import inference  # pylint: disable=import-outside-toplevel
     prefix = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
     if not prefix:
         raise ValueError(f"export: --checkpoint must be a directory holding a checkpoint, got "
@@ -40,27 +57,22 @@ def export(checkpoint_dir, out_dir):
     saved_model = os.path.join(out_dir, SAVED_MODEL)
     if os.path.exists(saved_model):
         raise ValueError(f"export: --out must not hold {SAVED_MODEL} yet, got {out_dir!r}")
-    with tf.Graph().as_default() as graph:
-        model = ArticleModel(**config, bn=inference_bn, serving=True)
-        logits = tf.identity(model.logits, name="output_logits")
-        predictions = tf.identity(model.predictions, name="output_predictions")
-        saver = tf.train.Saver(tf.global_variables())
-        with tf.Session(graph=graph) as sess:
-            saver.restore(sess, prefix)
-            builder = tf.saved_model.builder.SavedModelBuilder(saved_model)
-            signature = tf.saved_model.signature_def_utils.predict_signature_def(
-                inputs={"x": model.x}, outputs={"logits": logits, "predictions": predictions})
-            builder.add_meta_graph_and_variables(
-                sess, [tf.saved_model.tag_constants.SERVING],
-                signature_def_map={"serving_default": signature}, strip_default_attrs=True)
-            builder.save()
-            frozen = tf.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), ["output_logits", "output_predictions"])
-    frozen_path = os.path.join(out_dir, FROZEN)
-    with open(frozen_path, "wb") as f:
-        f.write(frozen.SerializeToString())
-    return {"checkpoint": prefix, "saved_model": saved_model, "frozen_graph": frozen_path,
-            "inputs": [INPUT], "outputs": [LOGITS, PREDICTIONS]}
+    logits, predictions = _output_names(config)
+    try:
+        report = inference.to_inference(
+            prefix, [logits, predictions], out_dir, inputs=[INPUT],
+            feeds={"training": False, "keep_prob": 1.0}, formats=("saved_model", "frozen"),
+            latency_runs=latency_runs,
+            aliases={logits: LOGITS.split(":")[0], predictions: PREDICTIONS.split(":")[0]},
+            input_keys={INPUT: "x"}, output_keys={LOGITS: "logits", PREDICTIONS: "predictions"})
+    except inference.InferenceError as err:
+        raise ValueError(f"export: {err}") from None
+    if not report["ok"]:
+        raise ValueError(f"export: the exported graph differs from the checkpoint's "
+                         f"(max |diff| {max(a['max_abs_diff'] for a in report['artefacts'].values()):.3g})")
+    return {"checkpoint": prefix, "saved_model": saved_model,
+            "frozen_graph": os.path.join(out_dir, FROZEN),
+            "inputs": [INPUT], "outputs": [LOGITS, PREDICTIONS], "report": report}
 
 
 def load_frozen(path):

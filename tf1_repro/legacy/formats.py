@@ -167,13 +167,15 @@ def open_saved_model(path, inputs, outputs):
     with graph.as_default():
         meta = tf.saved_model.loader.load(sess, [tf.saved_model.tag_constants.SERVING], path)
     signature = meta.signature_def["serving_default"]
-    by_tensor_in = {v.name: k for k, v in signature.inputs.items()}
-    in_names = {i: signature.inputs[by_tensor_in[i]].name for i in inputs}
-    by_tensor_out = {v.name: v.name for v in signature.outputs.values()}
-    fetches = [graph.get_tensor_by_name(by_tensor_out[o]) for o in outputs]
+    served = {v.name for v in signature.inputs.values()} | {v.name for v in signature.outputs.values()}
+    missing = [n for n in list(inputs) + list(outputs) if n not in served]
+    if missing:
+        sess.close()
+        raise FormatError(f"saved_model: serving_default lacks {', '.join(missing)}")
+    fetches = [graph.get_tensor_by_name(o) for o in outputs]
 
     def run(feeds):
-        return sess.run(fetches, {in_names[k]: v for k, v in feeds.items()})
+        return sess.run(fetches, feeds)
     return Runner(run, sess.close)
 
 

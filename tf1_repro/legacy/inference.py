@@ -135,6 +135,14 @@ def make_identity(name, source, dtype, control=()):
     return node
 
 
+def tensor_dtypes(graph_def, tensors):
+    """{tensor name: DataType enum} read from the graph imported into a scratch tf.Graph."""
+    with tf.Graph().as_default() as graph:
+        tf.import_graph_def(graph_def, name="")
+        return {t: graph.get_tensor_by_name(tensor_name(t)).dtype.base_dtype.as_datatype_enum
+                for t in tensors}
+
+
 def _output_dtype(node):
     for key in ("T", "dtype"):
         if key in node.attr and node.attr[key].type:
@@ -194,14 +202,29 @@ def _is_stateful(op_type):
     return op_def is None or op_def.is_stateful
 
 
-def _foldable(graph_def):
-    """Names of nodes whose value is known now: Consts without control inputs, and
-    stateless ops (not in NOT_FOLDABLE) whose inputs, control inputs too, are all foldable."""
+def _may_be_dead(graph_def):
+    """Nodes downstream of a Switch (through data or control inputs): only they can be dead."""
     by_name = nodes_by_name(graph_def)
+    dead = set()
+    for name in topological_order(graph_def):
+        node = by_name[name]
+        if node.op in SWITCH_OPS or any(node_name(i) in dead for i in node.input):
+            dead.add(name)
+    return dead
+
+
+def _foldable(graph_def):
+    """Names of nodes whose value is known now: Consts, and stateless ops (not in
+    NOT_FOLDABLE) whose data inputs are all foldable. A control input counts only when it
+    comes from a node downstream of a Switch (it may carry deadness); other control inputs
+    only order side effects, and folding drops them (see ``fold_constants``)."""
+    by_name = nodes_by_name(graph_def)
+    may_be_dead = _may_be_dead(graph_def)
     foldable = set()
     for name in topological_order(graph_def):
         node = by_name[name]
-        inputs = [node_name(i) for i in node.input]
+        inputs = [node_name(i) for i in node.input
+                  if not _is_control(i) or node_name(i) in may_be_dead]
         if node.op == "Const":
             if all(i in foldable for i in inputs):
                 foldable.add(name)
@@ -218,7 +241,7 @@ def fold_constants(graph_def, keep=()):
     and replace it by a ``Const`` of its value (same name; control inputs dropped: all of
     them were constants). Only nodes whose users read output 0 are replaced.
 
-    Returns (new GraphDef, number of nodes folded).
+    Returns (new GraphDef, number of nodes folded, control inputs dropped by folding).
     """
     foldable = _foldable(graph_def)
     by_name = nodes_by_name(graph_def)
@@ -234,27 +257,37 @@ def fold_constants(graph_def, keep=()):
         if needed and all(_port(i) == 0 and not _is_control(i) for _, i in uses):
             targets.append(name)
     if not targets:
-        return graph_def, 0
+        return graph_def, 0, []
     values = _evaluate(graph_def, targets)
-    nodes, folded = [], 0
+    nodes, folded, dropped = [], 0, []
     for node in graph_def.node:
         value = values.get(node.name)
         if value is not None and value.size <= MAX_FOLDED_ELEMENTS:
             nodes.append(make_const(node.name, value, value.dtype, node.device))
+            dropped += [node_name(i) for i in node.input if _is_control(i)]
             folded += 1
         else:
             nodes.append(node)
-    return _with_nodes(graph_def, nodes), folded
+    return _with_nodes(graph_def, nodes), folded, dropped
 
 
 def _evaluate(graph_def, names):
-    """{name: value of output 0} computed by TensorFlow in a scratch graph."""
+    """{name: value of output 0} computed by TensorFlow in a scratch graph (data inputs only)."""
+    needed = _with_nodes(graph_def, [_without_controls(n) for n in graph_def.node])
     with tf.Graph().as_default() as graph:
-        tf.import_graph_def(prune(graph_def, names), name="")
+        tf.import_graph_def(prune(needed, names), name="")
         fetches = [graph.get_tensor_by_name(f"{n}:0") for n in names]
         with tf.Session(graph=graph) as sess:
             values = sess.run(fetches)
     return {n: np.asarray(v) for n, v in zip(names, values)}
+
+
+def _without_controls(node):
+    fixed = tf.NodeDef()
+    fixed.CopyFrom(node)
+    del fixed.input[:]
+    fixed.input.extend(i for i in node.input if not _is_control(i))
+    return fixed
 
 
 def resolve_switches(graph_def):
@@ -320,11 +353,13 @@ def resolve_switches(graph_def):
 
 def simplify(graph_def, outputs, keep=()):
     """``prune``, then ``fold_constants`` and ``resolve_switches`` until nothing changes,
-    then ``prune`` again. Returns (GraphDef, {"folded": n, "switches_resolved": n})."""
+    then ``prune`` again. Returns (GraphDef, {"folded": n, "switches_resolved": n,
+    "control_inputs_dropped": [node names]})."""
     graph_def = prune(graph_def, outputs)
-    totals = {"folded": 0, "switches_resolved": 0}
+    totals = {"folded": 0, "switches_resolved": 0, "control_inputs_dropped": []}
     while True:
-        graph_def, folded = fold_constants(graph_def, keep=list(outputs) + list(keep))
+        graph_def, folded, dropped = fold_constants(graph_def, keep=list(outputs) + list(keep))
+        totals["control_inputs_dropped"] += dropped
         graph_def, resolved = resolve_switches(graph_def)
         graph_def = prune(graph_def, outputs)
         totals["folded"] += folded
@@ -365,10 +400,10 @@ def freeze_variables(graph_def, sess, outputs):
 
 def replace_with_identity(graph_def, output, source):
     """Node ``output`` becomes ``Identity(source)`` (same name; its dtype kept)."""
+    dtype = tensor_dtypes(graph_def, [source])[source]
     nodes = []
     for node in graph_def.node:
         if node.name == node_name(output):
-            dtype = _output_dtype(node)
             node = make_identity(node.name, source, dtype)
         nodes.append(node)
     return _with_nodes(graph_def, nodes)
@@ -769,17 +804,18 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
         if node_name(d.output) in nodes_by_name(graph_def):
             graph_def = replace_with_identity(graph_def, d.output, d.input)
     bn_outputs = [node_name(b.output) for b in findings.bn_layers]
-    graph_def, _ = simplify(graph_def, outputs, keep=bn_outputs)
+    bound_graph = graph_def
+    graph_def, totals = simplify(graph_def, outputs, keep=bn_outputs)
+    controls = list(totals["control_inputs_dropped"])
     inputs = _inputs_after_binding(graph_def, inputs)
     graph_def = prune(_defaults_to_identity(graph_def, inputs), outputs)
-    dropped = []
     if not any(n.op in SWITCH_OPS + MERGE_OPS for n in graph_def.node):
-        live = nodes_by_name(graph_def)
+        controls += [node_name(i) for n in graph_def.node for i in n.input if _is_control(i)]
         graph_def = prune(strip_control_inputs(graph_def), outputs)
-        dropped = sorted(set(live) - set(nodes_by_name(graph_def)) & {
-            n for n, node in live.items() if node.op in WRITE_OPS})
     graph_def, _ = freeze_variables(graph_def, sess, outputs)
-    graph_def, _ = simplify(graph_def, outputs, keep=bn_outputs)
+    graph_def, totals = simplify(graph_def, outputs, keep=bn_outputs)
+    controls += totals["control_inputs_dropped"]
+    dropped = _write_ops_of(bound_graph, controls, graph_def)
     protected = [node_name(i) for i in inputs] + [node_name(o) for o in outputs]
     graph_def = prune(remove_identities(graph_def, protected + bn_outputs), outputs)
     unfolded, _ = _rewrite_bns(graph_def, findings.bn_layers, protected, outputs, fold=False)
@@ -793,6 +829,17 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
             "update_ops_dropped": dropped, "ops_before": op_counts(before),
             "ops_after": op_counts(folded), "ops_unfolded": op_counts(unfolded),
             "training_ops_left": training_only_ops(folded)}
+
+
+def _write_ops_of(graph_def, sources, final):
+    """Assign-like nodes of ``graph_def`` among ``sources`` and their ancestors, not in ``final``:
+    updates that a control input ran at prediction and the conversion dropped."""
+    if not sources:
+        return []
+    present = nodes_by_name(graph_def)
+    ancestors = prune(graph_def, [s for s in set(sources) if s in present])
+    left = nodes_by_name(final)
+    return sorted(n.name for n in ancestors.node if n.op in WRITE_OPS and n.name not in left)
 
 
 def _jsonable(value):
@@ -826,38 +873,23 @@ def _rewrite_bns(graph_def, bn_layers, protected, outputs, fold):
 # ---- loading, verification, latency, the command ---------------------------------------
 
 def open_model(path):
-    """(graph, sess, meta_graph or None) with the variables restored: a checkpoint prefix or
-    directory (with its .meta), a .meta file (its checkpoint beside it) or a SavedModel."""
-    import glob  # pylint: disable=import-outside-toplevel
-    import os  # pylint: disable=import-outside-toplevel
-    graph = tf.Graph()
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
-        sess = tf.Session(graph=graph)
-        with graph.as_default():
-            meta = tf.saved_model.loader.load(sess, [tf.saved_model.tag_constants.SERVING], path)
-        return graph, sess, meta
-    if path.endswith(".meta"):
-        meta_path, prefix = path, path[:-len(".meta")]
-        if not glob.glob(prefix + ".index"):
-            prefix = tf.train.latest_checkpoint(os.path.dirname(path) or ".")
-    elif os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
-        meta_path = prefix + ".meta" if prefix else None
-    else:
-        prefix, meta_path = path, path + ".meta"
-    if not prefix or not glob.glob(prefix + ".index"):
-        raise InferenceError(f"PATH: no checkpoint at {path!r} (give a checkpoint prefix, its "
-                             f"directory, its .meta file or a SavedModel directory)")
-    if not meta_path or not os.path.isfile(meta_path):
-        raise InferenceError(f"PATH: checkpoint {prefix!r} has no .meta graph beside it")
-    with graph.as_default():
-        saver = tf.train.import_meta_graph(meta_path, clear_devices=True)
-        sess = tf.Session(graph=graph)
-        saver.restore(sess, prefix)
-    meta = tf.MetaGraphDef()
-    with open(meta_path, "rb") as f:
-        meta.ParseFromString(f.read())
-    return graph, sess, meta
+    """(graph, sess, findings) through ``tf1_repro.legacy.artefacts``: a checkpoint prefix or
+    directory (with its .meta), a .meta file with its checkpoint, a SavedModel or a frozen
+    graph; the variables restored (only the restore runs). Caller closes sess."""
+    from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
+    try:
+        art = artefacts.load(path)
+        if art.format == "meta_graph" and art.checkpoint is None:
+            raise InferenceError(f"PATH: {path} has no checkpoint beside it (no "
+                                 f"{path[:-len('.meta')]}.index): the variables have no values")
+        if art.graph_def is None and art.meta_graph is None:
+            raise InferenceError(f"PATH: checkpoint {path} has no .meta graph beside it; give the "
+                                 f"graph as a .meta, SavedModel or frozen graph")
+        findings = art.find()
+        graph, sess = art.open()
+    except artefacts.ArtefactError as err:
+        raise InferenceError(f"PATH: {err}") from None
+    return graph, sess, findings
 
 
 def _input_shapes(graph, inputs):
@@ -909,22 +941,41 @@ def verify(runner, reference, batches, tolerance=1e-4):
     for size, feeds in batches.items():
         outputs[size] = runner.run(feeds)
         for got, want in zip(outputs[size], reference[size]):
-            d = float(np.max(np.abs(np.asarray(got, np.float64) - want))) if want.size else 0.0
+            d = _max_diff(got, want)
             diff = max(diff, d)
-            ok &= d <= tolerance * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+            ok &= d <= tolerance * _scale(want)
     largest = max(batches)
     feeds = batches[largest]
     again = runner.run(feeds)
-    deterministic = all(np.array_equal(a, b) for a, b in zip(again, outputs[largest]))
+    deterministic = all(np.array_equal(a, b, equal_nan=np.asarray(a).dtype.kind == "f")
+                        for a, b in zip(again, outputs[largest]))
     independent = True
     for row in range(largest):
         alone = runner.run({k: v[row:row + 1] for k, v in feeds.items()})
         for got, want in zip(alone, outputs[largest]):
-            scale = max(1.0, float(np.max(np.abs(want))))
-            independent &= float(np.max(np.abs(np.asarray(got, np.float64) - want[row:row + 1]))) \
-                <= tolerance * scale
+            independent &= _max_diff(got, np.asarray(want, np.float64)[row:row + 1]) <= \
+                tolerance * _scale(want)
     return {"max_abs_diff": diff, "within_tolerance": bool(ok),
             "batch_independent": bool(independent), "deterministic": bool(deterministic)}
+
+
+def _max_diff(got, want):
+    """max |got - want|; a NaN/inf where the other has the same NaN/inf counts as equal,
+    elsewhere as inf."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if got.shape != want.shape:
+        return float("inf")
+    if not want.size:
+        return 0.0
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    return float(np.max(np.where(same, 0.0, np.abs(got - want)), initial=0.0)) if not \
+        np.all(same) else 0.0
+
+
+def _scale(want):
+    finite = np.asarray(want, np.float64)
+    finite = finite[np.isfinite(finite)]
+    return max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
 
 
 def measure_latency(runners, batches, runs=30, seed=0):
@@ -951,11 +1002,12 @@ VARIANTS = ("original", "frozen_unfolded", "folded", "onnxruntime", "tflite")
 def _add_aliases(graph_def, aliases):
     """Identity nodes named ``aliases[tensor]`` on output tensors (e.g. output_logits)."""
     by_name = nodes_by_name(graph_def)
+    dtypes = tensor_dtypes(graph_def, list(aliases))
     extra = []
     for tensor, alias in aliases.items():
         if alias in by_name:
             raise InferenceError(f"aliases: {alias!r} is already a node of the graph")
-        extra.append(make_identity(alias, tensor, _output_dtype(by_name[node_name(tensor)])))
+        extra.append(make_identity(alias, tensor, dtypes[tensor]))
     return _with_nodes(graph_def, list(graph_def.node) + extra)
 
 
@@ -982,7 +1034,6 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     import os  # pylint: disable=import-outside-toplevel
     import shutil  # pylint: disable=import-outside-toplevel
     import tempfile  # pylint: disable=import-outside-toplevel
-    from tf1_repro.legacy import finder  # pylint: disable=import-outside-toplevel
     from tf1_repro.legacy import formats as fmt  # pylint: disable=import-outside-toplevel
     log = log or (lambda line: None)
     formats = _check_formats(list(formats))
@@ -992,21 +1043,22 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     taken = [p for p in targets.values() if os.path.exists(p)]
     if taken:
         raise InferenceError(f"--out: {taken[0]} exists already; give an empty directory")
-    graph, sess, _ = open_model(path)
+    graph, sess, findings = open_model(path)
     try:
-        findings = finder.find(graph)
         conv = convert(graph, sess, outputs, findings, inputs=inputs, feeds=feeds, fold=fold)
         served_outputs = conv["outputs"]
         folded, unfolded = conv["folded"], conv["unfolded"]
         if aliases:
+            aliases = {tensor_name(k): v for k, v in aliases.items()}
             folded = _add_aliases(folded, aliases)
             unfolded = _add_aliases(unfolded, aliases)
+            served_outputs = [f"{aliases[o]}:0" if o in aliases else o for o in served_outputs]
         shapes = _input_shapes(graph, conv["inputs"]) if data is None else {
             i: [None] + list(np.asarray(data.get(i, data.get(node_name(i)))).shape[1:])
             for i in conv["inputs"]}
         checks = make_batches(graph, conv["inputs"], data, (1, 16))
         timing = make_batches(graph, conv["inputs"], data, (1, 64), seed=1) if latency_runs else {}
-        original = fmt.open_session(graph, sess, served_outputs, conv["feeds"])
+        original = fmt.open_session(graph, sess, conv["outputs"], conv["feeds"])
         reference = {s: [np.asarray(v, np.float64) for v in original.run(b)]
                      for s, b in checks.items()}
         written, skipped = _write_formats(fmt, formats, folded, conv["inputs"], served_outputs,
@@ -1029,8 +1081,9 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             runner.close()
     finally:
         sess.close()
-    ok = all(a["within_tolerance"] and a["batch_independent"] and a["deterministic"]
-             for a in artefacts.values())
+    finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
+    ok = finite and all(a["within_tolerance"] and a["batch_independent"] and a["deterministic"]
+                        for a in artefacts.values())
     return {"source": path, "inputs": conv["inputs"], "outputs": served_outputs,
             "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
             "dropouts_removed": conv["dropouts_removed"], "dropouts_kept": conv["dropouts_kept"],
@@ -1038,7 +1091,8 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             "ops_before": conv["ops_before"], "ops_after": conv["ops_after"],
             "ops_unfolded": conv["ops_unfolded"], "training_ops_left": conv["training_ops_left"],
             "artefacts": artefacts, "skipped": skipped, "latency_ms": latency,
-            "latency_runs": latency_runs, "tolerance": tolerance, "ok": bool(ok)}
+            "latency_runs": latency_runs, "tolerance": tolerance, "original_finite": bool(finite),
+            "ok": bool(ok)}
 
 
 def _write_formats(fmt, formats, graph_def, inputs, outputs, shapes, out_dir, targets,
@@ -1140,6 +1194,8 @@ def format_report(report):
         lines.append(f"    {'variant':<16} {'batch 1':>9} {'batch 64':>9}")
         for variant, t in report["latency_ms"].items():
             lines.append(f"    {variant:<16} {t['1']:>9.3f} {t['64']:>9.3f}")
+    if not report["original_finite"]:
+        lines.append("  ! the original graph's outputs are not finite (NaN/inf) on the check inputs")
     lines.append("verified: every artefact matches the original" if report["ok"] else
                  "FAILED: an artefact differs from the original (exit 1)")
     return "\n".join(lines)
