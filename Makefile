@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run-demo test experiments compare bench bench-recalibrate clean tensorboard figures screenshots
+.PHONY: venv run-demo test experiments compare bench bench-recalibrate bench-doctor clean tensorboard figures screenshots
 
 venv: $(STAMP)
 
@@ -44,6 +44,9 @@ bench: $(STAMP)
 
 bench-recalibrate: $(STAMP)
 	$(PY) -m tf1_repro.legacy.recalibrate_bench --json runs/bench_recalibrate.json
+
+bench-doctor: $(STAMP)
+	$(PY) -m tf1_repro.legacy.doctor_bench --json runs/bench_doctor.json
 
 test: $(STAMP)
 	$(PY) -m pytest
