@@ -42,6 +42,8 @@ EXAMPLES = {
     "train": "python -m tf1_repro train --steps 1000 --out runs/train",
     "predict": "python -m tf1_repro predict --checkpoint runs/train",
     "doctor": "python -m tf1_repro doctor runs/train --json runs/doctor.json",
+    "migrate": "python -m tf1_repro migrate runs/train --to keras3 --out runs/keras3 --json runs/migrate.json",
+    "compare-keras3": "python -m tf1_repro compare-keras3 --json runs/compare_keras3.json",
     "recalibrate": "python -m tf1_repro recalibrate runs/demo --data data.npz --out runs/recalibrated "
                    "--labels y --predictions ArgMax:0",
 }
@@ -612,8 +614,66 @@ def build_parser():
     _add_to_inference(commands)
     _add_doctor(commands)
     _add_recalibrate(commands)
+    _add_migrate(commands)
     _add_examples(commands)
     return parser
+
+
+def _add_migrate(commands):
+    p = commands.add_parser(
+        "migrate", help="BN weights of a TF1 checkpoint to Keras 3 (weights.npz, layers.json, "
+        "model.keras for the demo), verified layer by layer; --to article goes back",
+        description="--to keras3: find the BN layers (structural finder on PATH.meta, else the "
+        "checkpoint's names), write DIR/weights.npz and DIR/layers.json, and verify each layer "
+        "in Keras 3 (a child process) against the TF1 layer in prediction mode; exit 1 above "
+        "1e-5 relative. With a .meta it runs the user's graph (restored, prediction feeds) on "
+        "--data or random inputs; it imports no user code. --to article: a weights.npz or "
+        "Keras .weights.h5 to an article-named TF1 checkpoint DIR/model.ckpt, read back bitwise.")
+    p.add_argument("path", metavar="PATH", help="TF1 checkpoint prefix, directory or .meta "
+                   "(--to keras3); weights.npz or .weights.h5 (--to article)")
+    p.add_argument("--to", required=True, choices=("keras3", "article"))
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="epsilon of every layer (default: read from the graph, else 1e-5)")
+    p.add_argument("--momentum", type=float, default=None,
+                   help="momentum = TF1 decay of every layer (default: the graph's, else 0.9)")
+    p.add_argument("--data", metavar="FILE.npz", help="inputs: arrays named after the graph's "
+                   "placeholders, or (no graph) after the BN layers")
+    p.add_argument("--force", action="store_true", help="overwrite DIR/weights.npz (or model.ckpt)")
+    p.set_defaults(run=_run_migrate)
+    p = commands.add_parser(
+        "compare-keras3", help="stock Keras 3 BatchNormalization settings vs the article's "
+        "bn_layer, measured (Keras 3 runs in a child process)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fed batches (default 0)")
+    p.add_argument("--train-steps", type=positive_int, default=20, help="training steps (20)")
+    p.add_argument("--json", metavar="OUT", help="write the comparison as JSON")
+    p.set_defaults(run=_run_compare_keras3)
+
+
+def _run_migrate(args):
+    from tf1_repro.legacy import keras3_worker, migrate  # pylint: disable=import-outside-toplevel
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            report = migrate.migrate(args.path, to=args.to, out=args.out, epsilon=args.epsilon,
+                                     momentum=args.momentum, data=args.data, force=args.force)
+    except migrate.MigrateError as err:
+        raise UsageError(f"python -m tf1_repro {err}") from None
+    except keras3_worker.WorkerError as err:
+        print(f"python -m tf1_repro migrate: {err}", file=sys.stderr)
+        return 1
+    print(migrate.format_report(report))
+    _write_json(args.json, report)
+    return 0 if report["ok"] else 1
+
+
+def _run_compare_keras3(args):
+    from tf1_repro.legacy import compare_keras3  # pylint: disable=import-outside-toplevel
+    result = compare_keras3.compare(seed=args.seed, train_steps=args.train_steps)
+    print(compare_keras3.format_compare(result))
+    _write_json(args.json, result)
+    return 0
 
 
 def _add_examples(commands):

@@ -106,7 +106,9 @@ def predict_layers(arrays, params):
 def demo_model(arrays, params):
     """The demo model in Keras 3: build from the TF1 weights, save ``model.keras``, reload
     and predict ``x_pred``, then continue training from the checkpoint's Adam state on
-    ``x_i``/``y_i`` with dropout off, recording every BN shadow after each step."""
+    ``x_i``/``y_i`` with dropout off, recording every BN shadow after each step, once per
+    entry of ``params['runs']`` ({name, pinned: checkpoint keys reset to their checkpoint
+    values after every step})."""
     import keras  # pylint: disable=import-outside-toplevel
     from tf1_repro.model import keras3_model  # pylint: disable=import-outside-toplevel
     config = params["config"]
@@ -119,19 +121,25 @@ def demo_model(arrays, params):
         model.save(params["save"])
         reloaded = keras.models.load_model(params["save"])
         out["logits_reloaded"] = np.asarray(reloaded.predict(arrays["x_pred"], verbose=0))
-    trainer = keras3_model.build(config, keep_prob=1.0)  # dropout off: x / 1.0 * 1 == x
-    keras3_model.set_weights(trainer, config, tf1, bn)
-    optimizer = keras3_model.adam(config)
-    trainer.compile(optimizer=optimizer, jit_compile=False,
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    keras3_model.restore_adam(optimizer, trainer, config, tf1, params["step"])
     names = keras3_model.bn_layer_names(config)
-    for i in range(params["train_steps"]):
-        trainer.train_on_batch(arrays[f"x_{i}"], arrays[f"y_{i}"])
-        for name in names:
-            layer = trainer.get_layer(name)
-            out[f"step_{i}/{name}/moving_mean"] = np.asarray(layer.moving_mean.numpy())
-            out[f"step_{i}/{name}/moving_variance"] = np.asarray(layer.moving_variance.numpy())
+    for run in params["runs"]:
+        trainer = keras3_model.build(config, keep_prob=1.0)  # dropout off: x / 1.0 * 1 == x
+        keras3_model.set_weights(trainer, config, tf1, bn)
+        optimizer = keras3_model.adam(config)
+        trainer.compile(optimizer=optimizer, jit_compile=False,
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        keras3_model.restore_adam(optimizer, trainer, config, tf1, params["step"])
+        keys = keras3_model.trainable_checkpoint_keys(trainer, config)
+        pins = [(v, tf1[k]) for v, k in zip(trainer.trainable_variables, keys) if k in run["pinned"]]
+        for i in range(params["train_steps"]):
+            trainer.train_on_batch(arrays[f"x_{i}"], arrays[f"y_{i}"])
+            for variable, value in pins:
+                variable.assign(value)
+            for name in names:
+                layer = trainer.get_layer(name)
+                for role in ("moving_mean", "moving_variance"):
+                    out[f"{run['name']}/step_{i}/{name}/{role}"] = np.asarray(
+                        getattr(layer, role).numpy())
     return out, {"keras_version": keras.__version__, "bn_layers": names}
 
 
