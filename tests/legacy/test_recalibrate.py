@@ -206,7 +206,9 @@ def test_unwired_update_ops_recalibrated_to_exact_statistics(capsys, work, blobs
     before = tf.train.load_checkpoint(broken)
     assert np.all(before.get_tensor("bn_in/moving_mean") == 0)  # never updated: initial values
     assert np.all(before.get_tensor("bn_hidden/moving_variance") == 1)
+    assert "stats-never-updated" in _findings(broken)
     report, text = _run_ok(capsys, broken, blobs_npz, work / "fixed1")
+    assert "stats-never-updated" not in _findings(report["written"]["prefix"])
 
     assert [layer["name"] for layer in report["layers"]] == ["bn_in", "bn_hidden"]
     assert [layer["depth"] for layer in report["layers"]] == [0, 1]
@@ -245,6 +247,7 @@ def test_keras_bn_in_tf1_graph_fused_convention(capsys, work):
         broken = _train_and_save(str(work / "keras_unwired"), _keras_conv_builder, sample, 150, wired=False)
         twin = _train_and_save(str(work / "keras_wired"), _keras_conv_builder, sample, 150, wired=True)
     assert np.all(tf.train.load_checkpoint(broken).get_tensor("bn_conv/moving_variance") == 1)
+    assert "stats-never-updated" in _findings(broken)
     x, y = dataset.sample(1024, np.random.default_rng(7))
     path = str(work / "stripes.npz")
     np.savez(path, x=x, y=y)
@@ -256,6 +259,7 @@ def test_keras_bn_in_tf1_graph_fused_convention(capsys, work):
     assert layer["variance_stored"] == "unbiased M2/(n-1)" and "fused kernel: stored M2/(n-1)" in text
     assert layer["values_per_channel"] == 1024 * 8 * 8
     _assert_exact_statistics(report, x, ddof_by_kind={"fused": 1})
+    assert "stats-never-updated" not in _findings(report["written"]["prefix"])
     x_test, y_test = dataset.sample(1024, np.random.default_rng(8))
     fixed, wired = _accuracy(report["written"]["prefix"], x_test, y_test), _accuracy(twin, x_test, y_test)
     assert abs(fixed - wired) <= 0.01, (fixed, wired)
@@ -423,3 +427,57 @@ def test_out_holding_a_checkpoint_needs_force(capsys, work, blobs_npz, tf_layers
     assert code == 2 and "must not be the source checkpoint's directory" in err
     report, _ = _run_ok(capsys, tf_layers_pair[0], blobs_npz, out, "--force")
     assert report["written"]["latest_checkpoint"] == os.path.join(str(out), "model.ckpt-200")
+
+
+# ---------------------------------------------------------------- every legacy builder: exact, or refused with its reason
+
+REFUSED = {
+    "ema_outside_cond": "updates its moving statistics whenever it predicts",
+    "batch_stats_at_inference": "all using batch statistics at prediction",
+    "local_stats_at_prediction": "all using batch statistics at prediction",
+    "batch_stats_only": "all using batch statistics at prediction",
+}
+UNBIASED = {"bessel_corrected", "tf_layers_fused", "python_bool_separate"}
+
+
+@pytest.mark.slow
+def test_every_legacy_builder_exact_or_refused(capsys, work):
+    """Saved right after initialisation; x [512, 2, 2, 4] ~ N(3, 2^2): stored = NumPy moments of x."""
+    import legacy_builders as lb  # pylint: disable=import-outside-toplevel
+    x = (3 + 2 * np.random.default_rng(0).standard_normal((512, 2, 2, 4))).astype(np.float32)
+    path = str(work / "conv.npz")
+    np.savez(path, x=x)
+    flat = x.reshape(-1, 4).astype(np.float64)
+    names = ["article", "decay_half_eps_1e3", "zero_debiased", "update_ops_only", "bessel_corrected",
+             "trainable_moving_stats", "python_bool_shared", "python_bool_separate", "tf_layers_non_fused",
+             "tf_layers_fused", "gamma_random_normal", "stats_1c_sonnet", "two_stage_assigner",
+             "custom_collection", "renorm_like"] + sorted(REFUSED)
+    for name in names:
+        directory = work / "builders" / name
+        directory.mkdir(parents=True)
+        with tf.Graph().as_default() as graph, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            inputs = tf.placeholder(tf.float32, [None, 2, 2, 4], name="x")
+            training = tf.placeholder(tf.bool, [], name="training")
+            if name.startswith("python_bool"):
+                getattr(lb, name)(inputs, True)
+                getattr(lb, name)(inputs, False)
+            else:
+                getattr(lb, name)(inputs, training)
+            with tf.Session(graph=graph) as sess:
+                sess.run(tf.global_variables_initializer())
+                tf.train.Saver().save(sess, str(directory / "m.ckpt"))
+        code, _, err = _cli(capsys, str(directory), "--data", path, "--out", str(directory) + "_out",
+                            "--json", str(directory) + ".json")
+        if name in REFUSED:
+            assert code == 2 and REFUSED[name] in err and not os.path.exists(str(directory) + "_out"), (name, err)
+            continue
+        assert code == 0, (name, err)
+        with open(str(directory) + ".json", encoding="utf-8") as f:
+            (layer,) = json.load(f)["layers"]
+        ddof = 1 if name in UNBIASED else 0
+        assert layer["variance_stored"] == ("unbiased M2/(n-1)" if ddof else "biased M2/n"), name
+        reader = tf.train.load_checkpoint(str(directory) + "_out")
+        for key, want in ((layer["moving_mean"], flat.mean(0)), (layer["moving_variance"], flat.var(0, ddof=ddof))):
+            got = reader.get_tensor(key).astype(np.float64).reshape(-1)
+            assert np.all(np.abs(got - want) <= np.spacing(want.astype(np.float32))), (name, key)

@@ -361,6 +361,11 @@ def _prepare_layers(graph, reader, found, notes):
             notes.append(f"{info.name}: no moving statistics used at prediction "
                          f"({info.kind}); nothing to recalibrate")
             continue
+        if info.updates_at_prediction:
+            raise RecalibrateError(
+                f"{WHERE}: BN layer {info.name} updates its moving statistics whenever it predicts (the "
+                f"update runs with its output), so every pass would move them; wire the update into the "
+                f"train op only (python -m tf1_repro doctor explains), then recalibrate")
         for role, key in (("moving_mean", info.moving_mean), ("moving_variance", info.moving_variance)):
             if not _has_op(graph, key) or graph.get_operation_by_name(key).type not in VARIABLE_OPS:
                 raise RecalibrateError(f"{WHERE}: BN layer {info.name}'s {role} must be a variable, got "
@@ -380,19 +385,21 @@ def _prepare_layers(graph, reader, found, notes):
             info.beta in names else np.zeros(channels)
         layers.append(_Layer(
             info=info, depth=0, axis=_channel_axis(graph, info, channels), channels=channels,
-            ddof=1 if info.variance_estimator == "unbiased" else 0,
+            ddof=1 if (info.variance_estimator or ("unbiased" if info.kind == "fused" else None))
+            == "unbiased" else 0,
             mean_key=info.moving_mean, var_key=info.moving_variance, shape=shape,
             dtype=dtypes[info.moving_mean].as_numpy_dtype,
             old_mean=reader.get_tensor(info.moving_mean).astype(np.float64).reshape(-1),
             old_var=reader.get_tensor(info.moving_variance).astype(np.float64).reshape(-1),
             gamma=gamma, beta=beta, epsilon=float(epsilon)))
         if info.variance_estimator is None:
-            notes.append(f"{info.name}: variance estimator unknown; stored the biased population "
-                         f"variance M2/n")
+            notes.append(f"{info.name}: no update op shows what its moving variance averages; stored "
+                         + ("M2/(n-1), the fused kernel's Bessel-corrected convention" if info.kind == "fused"
+                            else "the biased population variance M2/n"))
     if not layers:
-        raise RecalibrateError(f"{WHERE}: PATH must hold a graph with BN layers that keep moving "
-                               f"statistics, got {'none' if not found.bn_layers else 'only layers without'}"
-                               f" ({len(found.bn_layers)} BN layer(s) found)")
+        raise RecalibrateError(f"{WHERE}: PATH must hold BN layers that normalise with moving statistics "
+                               f"at prediction, got {len(found.bn_layers)} BN layer(s), all using batch "
+                               f"statistics at prediction (nothing to recalibrate)")
     return layers
 
 
