@@ -22,14 +22,14 @@ momentum 0.9.
 """
 
 import os
-import re
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro.layers import article
 from tf1_repro.legacy import implementations as legacy
-from tf1_repro.layers.bn import GAMMA, article_variable_names
+from tf1_repro.legacy import naming
+from tf1_repro.layers.bn import article_variable_names
 
 TARGETS = ("keras", "tf-layers", "article")
 STANDARD = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -51,31 +51,30 @@ def resolve_source(src):
     return src
 
 
+def _found(names, naming_kinds):
+    """Layers ``naming.layers_from_names`` finds (from names alone) of the given namings."""
+    return [layer for layer in naming.layers_from_names(dict.fromkeys(names))
+            if layer["naming"] in naming_kinds]
+
+
 def article_layers(names):
-    """prefix -> {gamma, beta, moving_mean, moving_variance: checkpoint key} for article layers."""
-    layers = {}
-    for name in names:
-        match = re.fullmatch(rf"(.+)/{GAMMA}", name)
-        if match:
-            full = article_variable_names(match.group(1))
-            if all(v in names for v in full.values()):
-                layers[match.group(1)] = full
-    return layers
+    """prefix -> {gamma, beta, moving_mean, moving_variance: checkpoint key} for article layers
+    (``naming``'s article naming, every role present)."""
+    return {layer["name"]: {role: layer[role] for role in STANDARD}
+            for layer in _found(names, ("article",)) if all(layer[role] for role in STANDARD)}
 
 
 def standard_layers(names):
+    """prefix -> keys for gamma/beta/moving_mean/moving_variance layers (tf.layers, Keras, slim);
+    ValueError for one without gamma or beta, which the article's layer cannot represent."""
     layers = {}
-    for name in names:
-        match = re.fullmatch(r"(.+)/moving_mean", name)
-        if match:
-            prefix = match.group(1)
-            keys = {k: f"{prefix}/{k}" for k in STANDARD}
-            missing = [k for k, v in keys.items() if v not in names]
-            if missing:
-                raise ValueError(f"{WHERE}: layer {prefix} must have gamma, beta, moving_mean and "
-                                 f"moving_variance to become the article's layer, got no {missing[0]} "
-                                 f"(built with center/scale=False?)")
-            layers[prefix] = keys
+    for layer in _found(names, ("keras", "slim")):
+        missing = [role for role in STANDARD if layer[role] is None]
+        if missing:
+            raise ValueError(f"{WHERE}: layer {layer['name']} must have gamma, beta, moving_mean "
+                             f"and moving_variance to become the article's layer, got no "
+                             f"{missing[0]} (built with center/scale=False?)")
+        layers[layer["name"]] = {role: layer[role] for role in STANDARD}
     return layers
 
 
