@@ -304,8 +304,9 @@ def _build_saved_model(keep_prob):
     return build
 
 
-def _build_demo_frozen(out_dir):
-    """The project's ArticleModel (dense, width 8), 40 Adam steps, exported by ``export.export``."""
+def _build_demo_checkpoint(out_dir):
+    """The project's ArticleModel (dense, width 8, the article's bn_layer and keep_prob dropout),
+    40 Adam steps; returns the checkpoint directory (with model.json)."""
     ckpt = os.path.join(out_dir, "ckpt")
     os.makedirs(ckpt)
     with tf.Graph().as_default() as graph:
@@ -316,6 +317,12 @@ def _build_demo_frozen(out_dir):
                 model.train_step(sess, xb, yb, keep_prob=0.8)
             model.saver.save(sess, os.path.join(ckpt, PREFIX), global_step=model.global_step)
             model.save_config(ckpt)
+    return ckpt
+
+
+def _build_demo_frozen(out_dir):
+    """The demo checkpoint exported by ``export.export`` (to-inference: BN folded, dropout gone)."""
+    ckpt = _build_demo_checkpoint(out_dir)
     return demo_export.export(ckpt, os.path.join(out_dir, "export"))["frozen_graph"]
 
 
@@ -381,9 +388,12 @@ SUITE = {c.name: c for c in [
           twin="wired_no_meta", inputs={}, outputs=(), feeds={}),
     _case("wired_no_meta", _build_tf_layers("UPDATE_OPS", meta=False), "checkpoint", set(), True,
           "the wired checkpoint without its .meta", inputs={}, outputs=(), feeds={}),
+    _case("demo_checkpoint", _build_demo_checkpoint, "checkpoint", {NO_DEFAULT}, True,
+          "the project's ArticleModel after 40 steps: its checkpoint directory",
+          outputs=("logits/add:0", "ArgMax:0"), feeds={"training:0": False, "keep_prob:0": 1.0}),
     _case("demo_frozen", _build_demo_frozen, "frozen_graph", set(), True,
-          "the project's ArticleModel exported by tf1_repro.legacy.export (frozen .pb)",
-          outputs=("output_logits:0", "output_predictions:0"), feeds={"keep_prob:0": 1.0}),
+          "the demo checkpoint exported by tf1_repro.legacy.export (frozen .pb)",
+          outputs=("output_logits:0", "output_predictions:0"), feeds={}),
 ]}
 
 

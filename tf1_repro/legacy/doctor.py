@@ -914,7 +914,7 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
         findings += _update_checks(doc, layers)
         findings += _mode_checks(result)
         findings += _serving_dropout_checks(doc, dropouts, art.format)
-    if s.run and doc.graph_def is not None and (layers or dropouts):
+    if s.run and doc.graph_def is not None:
         dynamic = _dynamic(doc, s, layers, dropouts, result, report)
         report["ran"] = "outputs" in report and not any(n.startswith("not run") for n in notes)
         findings += _merge(findings, dynamic)
