@@ -16,8 +16,12 @@ A missing optional package raises ``FormatUnavailable`` with a one-line hint;
 an op a converter cannot take raises ``FormatError`` naming the op and format.
 """
 
+import contextlib
 import os
 import re
+import sys
+import tempfile
+import warnings
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -47,6 +51,22 @@ def signature_key(name):
 
 def _node(name):
     return name.split(":")[0]
+
+
+@contextlib.contextmanager
+def _captured_stderr():
+    """File descriptor 2 goes to a scratch file (the converters' C++ logs); yields a function
+    returning what was written."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield lambda: (captured.seek(0), captured.read().decode(errors="replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 # ---- writers ------------------------------------------------------------------------------
@@ -85,8 +105,9 @@ def write_onnx(graph_def, inputs, outputs, path, opset=ONNX_OPSET):
     import logging  # pylint: disable=import-outside-toplevel
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     try:
-        model, _ = convert.from_graph_def(graph_def, input_names=list(inputs),
-                                          output_names=list(outputs), opset=opset)
+        with _captured_stderr():
+            model, _ = convert.from_graph_def(graph_def, input_names=list(inputs),
+                                              output_names=list(outputs), opset=opset)
     except Exception as err:  # pylint: disable=broad-except
         raise FormatError(f"onnx: tf2onnx cannot convert the graph: {str(err).splitlines()[0]}") from None
     for node in model.graph.node:
@@ -102,14 +123,14 @@ def write_tflite(graph_def, inputs, outputs, input_shapes, path):
     """TFLite (builtin ops, float32) from the frozen graph; batch dimension written as 1."""
     if not hasattr(tf, "lite"):
         raise FormatUnavailable(INSTALL_HINT["tflite"])
-    import tempfile  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         frozen = write_frozen(graph_def, os.path.join(tmp, "frozen.pb"))
         shapes = {_node(i): [1] + [int(d) for d in input_shapes[i][1:]] for i in inputs}
         converter = tf.lite.TFLiteConverter.from_frozen_graph(
             frozen, [_node(i) for i in inputs], [_node(o) for o in outputs], input_shapes=shapes)
         try:
-            model = converter.convert()
+            with _captured_stderr():
+                model = converter.convert()
         except Exception as err:  # pylint: disable=broad-except
             raise FormatError(f"tflite: {_tflite_reason(str(err))}") from None
     with open(path, "wb") as f:
@@ -195,8 +216,10 @@ def open_onnx(path, outputs):
 
 def open_tflite(path, inputs, outputs):
     """The TFLite interpreter; resized (and re-allocated) when the batch size changes."""
-    interpreter = tf.lite.Interpreter(model_path=path)
-    interpreter.allocate_tensors()
+    with _captured_stderr(), warnings.catch_warnings():  # XNNPACK info, LiteRT notice
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=path)
+        interpreter.allocate_tensors()
     in_index = {d["name"]: d["index"] for d in interpreter.get_input_details()}
     out_index = {d["name"]: d["index"] for d in interpreter.get_output_details()}
     ins = {i: in_index.get(_node(i), in_index.get(i)) for i in inputs}

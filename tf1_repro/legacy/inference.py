@@ -683,16 +683,23 @@ def training_only_ops(graph_def):
 
 
 def likely_outputs(graph_def, limit=8):
-    """Float tensors no node reads, outside gradients/optimizer/saver scopes."""
+    """Tensors named like outputs (logits, predictions, softmax, ArgMax, ...: the last node of
+    each such scope), then tensors no node reads; gradients/optimizer/saver scopes skipped."""
     users = consumers(graph_def)
     skip = re.compile(r"(^|/)(gradients|save|Adam|Momentum|GradientDescent|init|report_"
-                      r"uninitialized|group_deps|train)", re.I)
-    found = [f"{n.name}:0" for n in graph_def.node
-             if n.name not in users and n.op not in ("NoOp", "Const", "Assert", "SaveV2", "RestoreV2")
-             and n.op not in VARIABLE_OPS + WRITE_OPS and not skip.search(n.name)
-             and ("T" not in n.attr or n.attr["T"].type in (tf.float32.as_datatype_enum,
-                                                            tf.int64.as_datatype_enum))]
-    return found[:limit]
+                      r"uninitialized|group_deps|train|tf1_repro_restore|loss|cross_entropy|"
+                      r"SparseSoftmaxCrossEntropy|global_step)", re.I)
+    named = re.compile(r"(logit|predict|output|prob|softmax|argmax|score)", re.I)
+    plain = ("NoOp", "Const", "Assert", "SaveV2", "RestoreV2", "Placeholder") + VARIABLE_OPS + \
+        WRITE_OPS
+    candidates = [n for n in graph_def.node if n.op not in plain and not skip.search(n.name)]
+    by_scope = {}
+    for n in candidates:
+        if named.search(n.name):
+            by_scope[n.name.split("/")[0]] = n.name  # the last node of the scope
+    leaves = [n.name for n in candidates if n.name not in users]
+    found = list(dict.fromkeys(list(by_scope.values()) + leaves))
+    return [f"{name}:0" for name in found[:limit]]
 
 
 def _check_names(graph, names, what, graph_def):
