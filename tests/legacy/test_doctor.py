@@ -186,6 +186,8 @@ def test_bad_inputs_exit_2_with_one_line(legacy_artefact, capsys, tmp_path):
     np.savez(tmp_path / "wrong.npz", labels=np.zeros(4))
     cases.append(([path, "--data", str(tmp_path / "wrong.npz")],
                   "--data labels:0 is not an input of the outputs run"))
+    np.savez(tmp_path / "shape.npz", x=np.zeros((3, 5), np.float32))  # x is [None, 6]
+    cases.append(([path, "--data", str(tmp_path / "shape.npz")], "the inputs do not fit"))
     for argv, expected in cases:
         code, _, err = _cli(capsys, *argv)
         assert code == 2, argv
@@ -199,3 +201,19 @@ def test_help_says_what_it_runs(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "only the restore runs" in text and "Imports no user code" in text
     assert "refuse to run" in text
+
+
+def test_a_failing_run_leaves_the_static_findings(tmp_path):
+    """A variable the checkpoint lacks stays uninitialised: the run fails, the report says so."""
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, 2], name="x")
+        saved = tf.get_variable("saved", [2], initializer=tf.ones_initializer())
+        missing = tf.get_variable("missing", [2], initializer=tf.ones_initializer())
+        tf.identity(x * saved + missing, name="out")
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver([saved]).save(sess, str(tmp_path / "model.ckpt"))
+    report = doctor.diagnose(prefix + ".meta")
+    assert report["ran"] is False and report["findings"] == []
+    assert any(n.startswith("not run: running the outputs failed (FailedPreconditionError")
+               for n in report["notes"])

@@ -332,11 +332,11 @@ def _layers(doc):
 def _import_forward(doc):
     """(tf.Graph, collections): the graph without its gradient and optimizer ops, imported.
 
-    Prediction needs only the forward ops, and the finder (as of this writing) finds no BN
-    layer once gradient ops consume the layers. Dropped: every node under a ``gradients/``
-    scope and everything that depends on one (the apply ops, the train op). Devices are
-    cleared; the meta graph's node-list collections are passed to the finder, restricted to
-    the nodes kept.
+    Prediction needs only the forward ops (and the finder walks about half the ops of a
+    training graph). Dropped: every node under a ``gradients/`` scope and everything that
+    depends on one (the apply ops, the train op); the update check reads the full GraphDef.
+    Devices are cleared; the meta graph's node-list collections are passed to the finder,
+    restricted to the nodes kept.
     """
     inputs = doc.inputs_of()
     dropped = {n for n in doc.nodes if _GRADIENTS.search(n + "/")}
@@ -829,8 +829,18 @@ def _dynamic(doc, s, layers, dropouts, result, report):
         fetch = [graph.get_tensor_by_name(n) for n in outputs]
         report["outputs"], report["inputs"] = outputs, sorted(t.name for t in inputs)
         report["feeds"] = {t.name: np.asarray(v).tolist() for t, v in feeds.items()}
-        state = _State(graph, sess, needed)
-        return _three_runs(sess, fetch, feeds, batch, state, layers, outputs)
+        try:
+            state = _State(graph, sess, needed)
+            return _three_runs(sess, fetch, feeds, batch, state, layers, outputs)
+        except ValueError as err:  # a fed value TensorFlow refuses (shape or dtype)
+            raise DoctorError(f"{WHERE}: {doc.art.source}: the inputs do not fit "
+                              f"({str(err).splitlines()[0][:200]}); check --data, --input-shape "
+                              "and --feed") from None
+        except tf.errors.OpError as err:
+            report.pop("outputs", None)
+            notes.append(f"not run: running the outputs failed ({type(err).__name__}: "
+                         f"{err.message.splitlines()[0][:200]}); static checks only")
+            return []
     finally:
         sess.close()
 
