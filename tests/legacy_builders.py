@@ -268,6 +268,20 @@ def renorm_like(inputs, training, r_max=3.0, d_max=5.0):
         return tf.cond(training, train, predict)
 
 
+def tf_layers_renorm(inputs, training):
+    """tf.layers batch renormalisation (renorm=True) with the article's decay and epsilon; its moving
+    variance is the square of an EMA of sqrt(batch var + eps) minus eps, not an EMA of the variance."""
+    return tf_layers_batch_normalization()(inputs, training=training, renorm=True, momentum=0.9,
+                                           epsilon=1e-5)
+
+
+def keras_layer_in_graph(inputs, training):
+    """tf-keras BatchNormalization called in a TF1 graph: its updates are in layer.updates only (not
+    UPDATE_OPS), ops the train op must run itself."""
+    from tf1_repro.legacy.implementations import keras_batch_normalization_class  # pylint: disable=import-outside-toplevel
+    return keras_batch_normalization_class()(momentum=0.9, epsilon=1e-5)(inputs, training=training)
+
+
 class ClassStyleBatchNorm:
     """A class-style layer (variables in __init__, a Python-bool ``is_training`` in __call__), as
     model zoos wrote them; gamma from a random normal."""

@@ -69,7 +69,8 @@ CASES = {
     "two-stage-assigner": (lb.two_stage_assigner, False, (8, 4),
                            {"updates_on_training": False, "update_location": "separate-op:bn/assigner"},
                            ["training also changes bn/batch_mean, bn/batch_variance, which prediction "
-                            "does not read", "only when the separate op 'bn/assigner' runs"], []),
+                            "does not read", "only when the separate op 'bn/assigner' runs",
+                            "(update ops: bn/ema/AssignMovingAvg, bn/ema/AssignMovingAvg_1)"], []),
     "local-stats-at-prediction": (lb.local_stats_at_prediction, False, (8, 4),
                                   {"updates_on_training": False, "updates_need_update_ops": True,
                                    "update_location": "UPDATE_OPS", "inference_batch_independent": False,
@@ -80,9 +81,20 @@ CASES = {
                          ["the layer keeps no moving statistics", "depends on its batch"], []),
     "custom-collection": (lb.custom_collection, False, (8, 4),
                           {"updates_on_training": False, "update_location": "collection:bn_updates"},
-                          ["only when the ops in the collection 'bn_updates' run"], []),
+                          ["only when the ops in the collection 'bn_updates' run with the train op",
+                           "(update ops: bn/cond/AssignMovingAvg, bn/cond/AssignMovingAvg_1)"], []),
     "renorm-like": (lb.renorm_like, False, (8, 4), {"moving_variance_init": 1.0}, [],
                     ["batch renormalisation"]),
+    "tf.layers-renorm": (lb.tf_layers_renorm, False, (8, 4),
+                         dict(TF_LAYERS, decay=0.9, epsilon=1e-5, moving_variance_estimator=None),
+                         ["UPDATE_OPS"], ["batch renormalisation", "moving_variance_estimator could not "
+                                                                    "be measured"]),
+    "tf-keras-layer-in-graph": (lb.keras_layer_in_graph, False, (8, 4),
+                                {"moving_variance_init": 1.0, "updates_on_training": False,
+                                 "update_location": "separate-op:batch_normalization/cond_2/Merge,"
+                                                    "batch_normalization/cond_3/Merge"},
+                                ["the separate ops 'batch_normalization/cond_2/Merge', "
+                                 "'batch_normalization/cond_3/Merge' run"], []),
 }
 
 
@@ -97,7 +109,7 @@ def reports():
     return done
 
 
-@pytest.mark.slow  # the module's reports fixture: 24 builders x 3 seeds, ~5 s
+@pytest.mark.slow  # the module's reports fixture: 26 builders x 3 seeds, ~5 s
 @pytest.mark.parametrize("case", list(CASES))
 def test_expected_verdicts_identical_across_seeds(case, reports):
     _, _, _, differs, warning_words, difference_words = CASES[case]
@@ -127,7 +139,7 @@ def test_expected_verdicts_identical_across_seeds(case, reports):
         assert any(word in d for d in report["differences"]), (word, report["differences"])
 
 
-@pytest.mark.slow  # the module's reports fixture: 24 builders x 3 seeds, ~5 s
+@pytest.mark.slow  # the module's reports fixture: 26 builders x 3 seeds, ~5 s
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_unmeasured_verdict_says_why(case, reports):
     report = reports[case][0]
@@ -136,7 +148,7 @@ def test_every_unmeasured_verdict_says_why(case, reports):
             assert any(key in d and ("cannot" in d or "could not" in d) for d in report["differences"]), key
 
 
-@pytest.mark.slow  # the module's reports fixture: 24 builders x 3 seeds, ~5 s
+@pytest.mark.slow  # the module's reports fixture: 26 builders x 3 seeds, ~5 s
 def test_random_gamma_matches_the_article_whatever_its_draw(reports):
     """The three random initialisers give three different gammas per seed, and the same verdict:
     the article's (the old audit re-ran the initialisers per probe: epsilon 0.5x-5x, no match)."""

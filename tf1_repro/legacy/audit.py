@@ -42,6 +42,7 @@ from chosen feeds, it learns:
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from tf1_repro.legacy import finder
 from tf1_repro.legacy import implementations as legacy
 from tf1_repro.legacy import loader
 
@@ -254,7 +255,7 @@ def _probe(layer, rng):
     probe = _batch(shape, 5.0 + c, 4.0 * (1 + 0.1 * c), rng)
 
     # 1. Where does the state change: with the output, UPDATE_OPS, a collection, a separate op?
-    mechanisms = _mechanisms(layer, initial, probe)
+    mechanisms = _mechanisms(layer, initial, probe, channels)
     changed_anywhere = set().union(*(m["changed"] for m in mechanisms))
     changed_by_training = set().union(*(m["changed"] for m in mechanisms
                                         if m["location"] in ("output", "UPDATE_OPS")))
@@ -263,6 +264,13 @@ def _probe(layer, rng):
     gamma, beta = _affine_parameters(layer, states, probe, [n for n in per_channel
                                                             if n not in changed_anywhere])
     states.base = states.with_values(initial, **{n: 1.0 for n in gamma}, **{n: 0.0 for n in beta})
+    structure = _structure(layer, warnings)
+    for found in structure:  # where the finder says they are, checked against what they do
+        for role, probed in (("gamma", gamma), ("beta", beta)):
+            named = getattr(found, role)
+            if named in layer.names and named not in probed:
+                warnings.append(f"the structural finder names {named} as {role}, but it does not act "
+                                f"as one on the output (the probes used {', '.join(probed) or 'none'})")
 
     # 3. Which per-channel variables does prediction read; which are the statistics?
     query = _batch(shape, 1.0, 2.0, rng)
@@ -276,6 +284,11 @@ def _probe(layer, rng):
     report["updates_on_training"] = bool(set(stats) & mechanisms[0]["changed"])
     report["updates_need_update_ops"] = bool(
         not report["updates_on_training"] and location is not None and location["location"] == "UPDATE_OPS")
+    structural = sorted({f.update_location for f in structure if f.update_location})
+    if location and structural and location["location"].split(":")[0] not in \
+            {where.split(":")[0] for where in structural}:
+        warnings.append(f"the structural finder places the updates at {', '.join(structural)}, but the "
+                        f"statistics move only with {location['location']} (reported)")
     others = sorted(changed_by_training - set(stats))
     if read_stats and others and not set(read_stats) & changed_by_training:  # e.g. two-stage statistics
         warnings.append(f"training also changes {', '.join(others)}, which prediction does not read; "
@@ -309,9 +322,18 @@ def _probe(layer, rng):
         report["inference_batch_independent"] = _batch_independent(layer, trained, query, rng)
 
     # 6. Epsilon: on the prediction path when its statistics can be loaded, else on the training path.
-    if (moving_mean in read_stats and moving_var in read_stats and not report["updates_on_inference"]
-            and report["statistics_used_at_prediction"]):
-        eps = _epsilon_prediction(layer, states, moving_mean, moving_var)
+    read_mean = read_var = None
+    if not report["updates_on_inference"] and report["statistics_used_at_prediction"]:
+        read_mean, read_var = _prediction_roles(layer, trained, read_stats, query)
+        named = [(f.moving_mean, f.moving_variance) for f in structure
+                 if f.moving_mean in read_stats and f.moving_variance in read_stats]
+        if not (read_mean and read_var) and len(named) == 1:
+            read_mean, read_var = named[0]  # the finder's, when the probe cannot tell them apart
+    for key, name in (("moving_mean_init", read_mean), ("moving_variance_init", read_var)):
+        if report[key] is None and name:  # read at prediction, though not an EMA of batch moments
+            report[key] = _init(initial[name])
+    if read_mean and read_var:
+        eps = _epsilon_prediction(layer, states, read_mean, read_var)
         path = "prediction"
     else:
         eps = _epsilon_training(layer, states, shape)
@@ -319,15 +341,27 @@ def _probe(layer, rng):
     report["epsilon"], report["epsilon_precision"] = eps if eps else (None, None)
 
     # 7. Verdict against the article.
+    update_ops = sorted({op for f in structure for op in f.update_ops})
     _differences(report, layer, states, probe, stats, candidates, location, racy, path, gamma, beta,
-                 differences, warnings)
+                 differences, warnings, update_ops)
     report["matches_article"] = not differences and not layer.notes
     report["differences"] = differences
     report["warnings"] = warnings
     return report
 
 
-def _mechanisms(layer, initial, probe):
+def _structure(layer, warnings):
+    """The structural finder's BN layers in the audit's graph (the finder only reads the graph);
+    [] with a warning if it fails, and the probes alone decide."""
+    try:
+        return finder.find(layer.graph).bn_layers
+    except Exception as err:  # pylint: disable=broad-except
+        warnings.append(f"the structural finder could not read this graph ({type(err).__name__}: "
+                        f"{err}); where things are comes from the probes alone")
+        return []
+
+
+def _mechanisms(layer, initial, probe, channels):
     """[{location, extra (run with the output), after (run separately after it), changed}], in the
     order a user would look: the output alone, UPDATE_OPS, other collections, separate ops."""
     found = [{"location": "output", "extra": [], "after": []}]
@@ -337,7 +371,7 @@ def _mechanisms(layer, initial, probe):
         found.append({"location": f"collection:{key}", "extra": items, "after": []})
     for op in layer.separate_ops:
         found.append({"location": f"separate-op:{op.name}", "extra": [], "after": [op]})
-    usable = []
+    usable, separate = [], []
     for mechanism in found:
         layer.load(initial)
         try:
@@ -347,8 +381,15 @@ def _mechanisms(layer, initial, probe):
         except (tf.errors.OpError, ValueError, TypeError):
             continue  # ops that cannot run with the layer's feeds alone (or cannot be fetched)
         mechanism["changed"] = _changed(initial, layer.values())
-        usable.append(mechanism)
+        (separate if mechanism["after"] else usable).append(mechanism)
     layer.load(initial)
+    own = usable[0]["changed"] if usable else set()
+    separate = [m for m in separate if any(_per_channel(initial[n], channels)
+                                           for n in m["changed"] - own)]
+    if separate:  # one mechanism: every separate op that writes per-channel state (mean's, variance's)
+        usable.append({"location": "separate-op:" + ",".join(m["after"][0].name for m in separate),
+                       "extra": [], "after": [m["after"][0] for m in separate],
+                       "changed": set().union(*(m["changed"] for m in separate))})
     return usable
 
 
@@ -401,6 +442,27 @@ def _prediction_reads(layer, state, query, names):
             reads.append(name)
     layer.load(state)
     return reads
+
+
+def _prediction_roles(layer, state, names, query):
+    """(mean, variance) among the statistics prediction reads: adding 1 to the mean shifts every
+    output of a channel by the same amount; adding 1 to the variance rescales x - mean. None
+    unless exactly one of each."""
+    axes = tuple(range(query.ndim - 1))
+    layer.load(state)
+    base = layer.run(query, False).astype(np.float64)
+    means, variances = [], []
+    for name in names:
+        layer.load(_replace(state, name, state[name].reshape(-1).astype(np.float64) + 1.0))
+        diff = layer.run(query, False).astype(np.float64) - base
+        size = np.abs(diff).max()
+        if not np.isfinite(size) or size == 0:
+            continue
+        (means if np.all(diff.std(axes) <= 1e-5 * size) else variances).append(name)
+    layer.load(state)
+    if len(means) == 1 and len(variances) == 1:
+        return means[0], variances[0]
+    return None, None
 
 
 def _replace(state, name, flat):
@@ -571,7 +633,7 @@ _SETTINGS_ORDER = ("decay", "zero_debias", "moving_mean_init", "moving_variance_
 
 
 def _differences(report, layer, states, probe, stats, candidates, location, racy, path, gamma, beta,
-                 differences, warnings):
+                 differences, warnings, update_ops):
     """Fill differences (from the article, each with its consequence or why it is unmeasured)
     and warnings (known bugs)."""
     # Unmeasurable verdicts first, each with why.
@@ -618,15 +680,19 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
         warnings.append(line)
     if location and location["location"].startswith(("collection:", "separate-op:")):
         where = location["location"]
-        what = (f"the ops in the collection '{where.split(':', 1)[1]}' run with the train op"
-                if where.startswith("collection:")
-                else f"the separate op '{where.split(':', 1)[1]}' runs (after each training step)")
+        names = where.split(":", 1)[1]
+        what = (f"the ops in the collection '{names}' run with the train op" if where.startswith("collection:")
+                else f"the separate op '{names}' runs (after each training step)" if "," not in names
+                else f"the separate ops {', '.join(repr(n) for n in names.split(','))} run (with or "
+                     f"after each training step)")
         warnings.append(f"the moving statistics update only when {what}: neither the output nor "
-                        f"UPDATE_OPS updates them")
+                        f"UPDATE_OPS updates them"
+                        + (f" (update ops: {', '.join(update_ops)})" if update_ops else ""))
     if _plain_training_output(layer, states, probe, report["epsilon"]) is False and (gamma or beta):
         differences.append("in training, with gamma=1 and beta=0, the output is not (x - batch mean) / "
-                           "sqrt(batch var + eps): the moving statistics correct it (batch "
-                           "renormalisation), so training outputs differ from the article's")
+                           "sqrt(batch var + eps) (as with batch renormalisation, which corrects it by "
+                           "r and d from the moving statistics): training outputs differ from the "
+                           "article's")
 
     # Behaviour against the article's.
     for key, expected in ARTICLE_BEHAVIOUR.items():
