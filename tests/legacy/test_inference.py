@@ -10,7 +10,7 @@ import tensorflow.compat.v1 as tf
 
 from legacy_artefacts import SUITE, legacy_artefact  # noqa: F401  pylint: disable=unused-import
 from tf1_repro import cli
-from tf1_repro.legacy import formats, inference as inf
+from tf1_repro.legacy import doctor, formats, inference as inf
 from tf1_repro.model import ArticleModel
 
 RNG = np.random.default_rng(7)
@@ -218,6 +218,9 @@ def test_article_training_graph_converts_and_every_format_verifies(article_repor
     for op in ("Switch", "Merge", "AssignSub", "RandomUniform", "Rsqrt", "VariableV2"):
         assert op in report["ops_before"] and op not in report["ops_after"], op
     assert report["training_ops_left"] == []
+    for fmt in ("saved_model", "frozen"):
+        diagnosis = doctor.diagnose(report["artefacts"][fmt]["path"])
+        assert diagnosis["healthy"] and diagnosis["findings"] == [], (fmt, diagnosis["findings"])
 
 
 def test_frozen_artefact_holds_no_training_op(article_report):
@@ -275,6 +278,9 @@ def test_doctor_suite_through_to_inference(name, legacy_artefact, tmp_path):  # 
     if how is None:
         assert report["training_ops_left"] == []
         assert all(b["folded"] or b["reason"] for b in report["bn_layers"])
+        for fmt in ("saved_model", "frozen"):  # the doctor reads these two formats
+            diagnosis = doctor.diagnose(report["artefacts"][fmt]["path"])
+            assert diagnosis["healthy"] and diagnosis["findings"] == [], (fmt, diagnosis["findings"])
     elif how == "update_ops_dropped":
         assert report["update_ops_dropped"] == ["bn/ema/AssignMovingAvg", "bn/ema/AssignMovingAvg_1"]
     elif how == "batch_dependent":
