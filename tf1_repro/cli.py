@@ -237,7 +237,9 @@ def input_shape(text):
 
 def _add_audits(commands):
     p = commands.add_parser("audit", help="audit any BN builder FUNC(inputs, training) against "
-                            "the article's layer")
+                            "the article's layer (imports PATH.py, builds FUNC in a fresh graph and "
+                            "runs it: the output, UPDATE_OPS, other collections of ops and unconnected "
+                            "ops that write its variables)")
     p.add_argument("builder", metavar="PATH.py:FUNC")
     p.add_argument("--python-bool", action="store_true",
                    help="FUNC takes a Python bool: call it with True, then False, in one graph")
