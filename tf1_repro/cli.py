@@ -586,7 +586,7 @@ def _run_recalibrate(args):
             report = recalibrate.recalibrate(
                 args.path, args.data, args.out, feeds=feeds, batch_size=args.batch_size,
                 max_samples=args.max_samples, labels=args.labels, predictions=args.predictions,
-                force=args.force, progress=progress.factory(quiet=args.quiet))
+                force=args.force, progress=progress.factory(quiet=args.quiet, every_percent=25))
     except recalibrate.RecalibrateError as err:
         raise UsageError(f"python -m tf1_repro {err}") from None
     print(recalibrate.format_report(report))

@@ -562,17 +562,19 @@ def _shape_text(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape.as_list()) + ")"
 
 
-def _check_finite(key, array, offset):
+def _checked_sum(key, array, offset):
+    """The float64 sum of a batch (the pass's fingerprint); RecalibrateError naming a NaN/inf sample."""
     if array.dtype.kind not in "fc":
-        return
+        return float(np.sum(array, dtype=np.float64)) if array.dtype.kind in "iub" else 0.0
     total = np.sum(array, dtype=np.float64) if array.dtype.kind == "f" else np.sum(array)
     if np.isfinite(total):
-        return
+        return float(np.real(total))
     bad = ~np.isfinite(array)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise RecalibrateError(f"{WHERE}: data {key!r} must be finite, got {array[index]} in sample "
                                f"{offset + index[0]} (index {index[1:] if len(index) > 1 else ()})")
+    return float("inf")  # finite values whose sum overflows
 
 
 # ---------------------------------------------------------------- passes
@@ -587,24 +589,32 @@ class _Pass:
 
 
 def _run_pass(sess, data, feeds, fetches, batch_size, max_samples, name, on_batch, bar_factory, total):
-    """One pass over the data in prediction mode; ``on_batch(results, batch)`` per batch."""
+    """One pass over the data in prediction mode; ``on_batch(results, batch)`` per batch.
+
+    One ``session.run`` per batch through ``Session.make_callable`` (the fetch and feed
+    structure is resolved once, not per batch).
+    """
     record = _Pass(name)
     started = time.perf_counter()
+    flat = tf.nest.flatten(fetches)
+    constants = list(feeds.constant.items())
+    data_items = list(feeds.data.items())
+    run = sess.make_callable(flat, feed_list=[t for t, _ in constants] + [t for _, t in data_items])
+    constant_values = [v for _, v in constants]
     with bar_factory(name, total=total, unit="batch") as bar:
         for batch in _batches(data, list(feeds.data) + ([feeds.labels] if feeds.labels else []),
                               batch_size, max_samples):
-            feed = dict(feeds.constant)
-            for key, tensor in feeds.data.items():
-                value = batch[key]
-                if record.batches == 0 or data.kind == "generator":
-                    _check_shape(key, value.shape, tensor, "batch" if data.kind == "generator" else "array")
-                _check_finite(key, value, record.samples)
-                record.fingerprint += float(np.sum(value, dtype=np.float64))
-                feed[tensor] = value
             size = len(next(iter(batch.values())))
             if size == 0:
                 continue
-            on_batch(sess.run(fetches, feed), batch)
+            values = []
+            for key, tensor in data_items:
+                value = batch[key]
+                if record.batches == 0 or data.kind == "generator":
+                    _check_shape(key, value.shape, tensor, "batch" if data.kind == "generator" else "array")
+                record.fingerprint += _checked_sum(key, value, record.samples)
+                values.append(value)
+            on_batch(tf.nest.pack_sequence_as(fetches, run(*constant_values, *values)), batch)
             record.samples += size
             record.batches += 1
             bar.update(1)
@@ -671,7 +681,6 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
     bar_factory = progress or _no_progress
     log = log or (lambda line: None)
     prefix, meta = resolve_checkpoint(path)
-    out = os.path.abspath(out)
     _check_out(out, prefix, force)
     data = data if isinstance(data, Data) else open_data(data)
     reader = tf.train.load_checkpoint(prefix)
@@ -870,7 +879,7 @@ def _check_out(out, prefix, force):
     if os.path.isdir(out) and _checkpoint_files(out) and not force:
         raise RecalibrateError(f"{WHERE}: --out {out!r} already holds a checkpoint "
                                f"({os.path.basename(_checkpoint_files(out)[0])}); pass --force to replace it")
-    parent = out
+    parent = os.path.abspath(out)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.access(parent, os.W_OK):
@@ -892,7 +901,7 @@ def write_checkpoint(source_prefix, meta, out, new_values, force=False):
     if unknown:
         raise RecalibrateError(f"{WHERE}: new values for {unknown[0]!r}, which the checkpoint does not hold")
     base = os.path.basename(source_prefix)
-    parent = out if os.path.isdir(out) else os.path.dirname(out)
+    parent = out if os.path.isdir(out) else os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".recalibrate-", dir=parent)
     try:

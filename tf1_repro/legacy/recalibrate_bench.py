@@ -43,16 +43,18 @@ def generator(samples, batch, rss):
 
 
 def _prediction_pass(prefix, func):
-    """Samples/s of plain prediction (fetch ``ArgMax``) over ``func()``'s batches."""
+    """Samples/s of plain prediction (fetch ``ArgMax``) over ``func()``'s batches, one
+    ``Session.make_callable`` call per batch, as recalibrate's passes run."""
     from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
     graph, sess = artefacts.load(prefix).open()
     with sess:
         x, training = graph.get_tensor_by_name("x:0"), graph.get_tensor_by_name("training:0")
         keep_prob, predictions = graph.get_tensor_by_name("keep_prob:0"), graph.get_tensor_by_name("ArgMax:0")
         graph.finalize()
+        run = sess.make_callable(predictions, feed_list=[x, training, keep_prob])
         count, started = 0, time.perf_counter()
         for batch in func():
-            sess.run(predictions, {x: batch["x"], training: False, keep_prob: 1.0})
+            run(batch["x"], False, 1.0)
             count += len(batch["x"])
         return count / (time.perf_counter() - started)
 
