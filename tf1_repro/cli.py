@@ -550,11 +550,12 @@ def _run_predict(args):
 def _add_recalibrate(commands):
     p = commands.add_parser(
         "recalibrate", help="exact BN statistics for a checkpoint over your data, weights frozen",
-        description="Replace every BN layer's moving mean and variance by the exact population "
-        "moments of its input over DATA (upstream in prediction mode, upstream BN layers already "
-        "recalibrated) and write a new checkpoint in DIR. This imports the graph in PATH's .meta and "
-        "runs it (prediction mode only; nothing is trained); with --data module.py:FUNC it also "
-        "imports and runs your Python code. The source checkpoint is never modified.")
+        description="Replace every BN layer's moving mean and variance by the exact population\n"
+        "moments of its input over DATA (upstream in prediction mode, upstream BN layers already\n"
+        "recalibrated) and write a new checkpoint in DIR.\n\n"
+        "This imports the graph in PATH's .meta and runs it (prediction mode only; nothing is\n"
+        "trained); with --data module.py:FUNC it also imports and runs your Python code.\n"
+        "The source checkpoint is never modified.")
     p.add_argument("path", metavar="PATH", help="checkpoint prefix, or a directory with a checkpoint "
                    "and its .meta")
     p.add_argument("--data", required=True, metavar="FILE.npz|FILE.npy|module.py:FUNC",
