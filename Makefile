@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run-demo test experiments compare bench bench-recalibrate bench-doctor clean tensorboard figures screenshots
+.PHONY: venv run-demo test experiments compare bench bench-recalibrate bench-doctor bench-inference clean tensorboard figures screenshots
 
 venv: $(STAMP)
 
@@ -41,6 +41,9 @@ compare: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tf1_repro bench --json runs/bench.json
+
+bench-inference: $(STAMP)
+	$(PY) -m tf1_repro bench-inference --json runs/bench_inference.json
 
 bench-recalibrate: $(STAMP)
 	$(PY) -m tf1_repro.legacy.recalibrate_bench --json runs/bench_recalibrate.json

@@ -511,6 +511,25 @@ def _run_doctor(args):
     return 0 if report["healthy"] else 1
 
 
+def _add_bench_inference(commands):
+    p = commands.add_parser("bench-inference", help="what BN costs at serving: a 6-block conv net "
+                            "with the article's bn_layer, original vs folded vs no-BN floor, "
+                            "ONNX Runtime, TFLite")
+    p.add_argument("--repeat", type=positive_int, default=30, help="interleaved rounds (default 30)")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.set_defaults(run=_run_bench_inference)
+
+
+def _run_bench_inference(args):
+    from tf1_repro import bench_inference  # pylint: disable=import-outside-toplevel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bench_inference.run(args.repeat)
+    print(bench_inference.format_bench(result))
+    _write_json(args.json, result)
+    return 0
+
+
 def _stderr(line):
     print(line, file=sys.stderr, flush=True)
 
@@ -615,6 +634,7 @@ def build_parser():
     _add_bench(commands)
     _add_train(commands)
     _add_to_inference(commands)
+    _add_bench_inference(commands)
     _add_doctor(commands)
     _add_recalibrate(commands)
     _add_migrate(commands)

@@ -207,6 +207,7 @@ def open_onnx(path, outputs):
         raise FormatUnavailable(INSTALL_HINT["onnx"]) from None
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = os.cpu_count() or 1  # as TensorFlow's sessions use
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def run(feeds):
@@ -218,7 +219,7 @@ def open_tflite(path, inputs, outputs):
     """The TFLite interpreter; resized (and re-allocated) when the batch size changes."""
     with _captured_stderr(), warnings.catch_warnings():  # XNNPACK info, LiteRT notice
         warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_path=path)
+        interpreter = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
         interpreter.allocate_tensors()
     in_index = {d["name"]: d["index"] for d in interpreter.get_input_details()}
     out_index = {d["name"]: d["index"] for d in interpreter.get_output_details()}
