@@ -37,6 +37,13 @@ from chosen feeds, it learns:
 * whether prediction changes the statistics, depends on the batch (not stated
   when a prediction run both updates and reads them: a race), and whether the
   statistics are trainable.
+
+The structural finder (``finder.find``) says where things are; the audit checks
+its gamma, beta and update location against what the probes measure (a
+disagreement is a warning; the measured answer is reported), names its update
+ops in the warnings, and takes its moving mean and variance for the prediction
+path when the probes cannot tell them apart. A verdict that cannot be measured
+is None with a line in ``differences`` saying why.
 """
 
 import numpy as np
@@ -240,8 +247,8 @@ def _per_channel(value, channels):
             and np.issubdtype(np.asarray(value).dtype, np.floating))
 
 
-def _changed(before, after, names=None):
-    return {k for k in (names or after) if not np.array_equal(after[k], before[k])}
+def _changed(before, after):
+    return {k for k in after if not np.array_equal(after[k], before[k])}
 
 
 def _probe(layer, rng):
@@ -306,8 +313,8 @@ def _probe(layer, rng):
     trained = history[-1]
     moving_mean, moving_var = _fit_statistics(report, stats, history, [_moments(b) for b in steps],
                                               initial)
-    fitted = [n for n in (moving_mean, moving_var) if n]
-    report["moving_stats_trainable"] = any(n in layer.trainable for n in fitted) if fitted else None
+    judged = [n for n in (moving_mean, moving_var) if n] or stats
+    report["moving_stats_trainable"] = any(n in layer.trainable for n in judged) if judged else None
 
     # 5. Prediction: does it use stored statistics, change them, depend on the batch?
     report["statistics_used_at_prediction"] = _uses_stored_statistics(layer, trained, query)
@@ -646,8 +653,6 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
     elif unmeasured:
         differences.append(f"{', '.join(unmeasured)} could not be measured: no statistic among "
                            f"{', '.join(sorted(stats))} follows an EMA of the batch moments")
-        if report["moving_stats_trainable"] is None:
-            differences.append("moving_stats_trainable cannot be measured: no statistic was identified")
     if report["epsilon"] is None:
         differences.append(f"epsilon, epsilon_precision could not be measured: the {path} output does "
                            f"not follow gamma * x / sqrt(var + eps) on batches of ±delta")
