@@ -420,3 +420,23 @@ def legacy_artefact(tmp_path_factory):
     def get(name):
         return build_case(name, base)
     return get
+
+
+def main(argv=None):
+    """``python tests/legacy_artefacts.py OUT_DIR [NAME ...]``: build cases (all by default), print paths."""
+    import argparse  # pylint: disable=import-outside-toplevel
+    import warnings  # pylint: disable=import-outside-toplevel
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out_dir")
+    parser.add_argument("names", nargs="*", choices=[[]] + sorted(SUITE), metavar="NAME")
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in args.names or sorted(SUITE):
+            print(f"{name:30s} {build_case(name, args.out_dir)}")
+
+
+if __name__ == "__main__":
+    from tf1_repro import runtime  # TF1 behaviour, as in the tests
+    runtime.use_tf1_behavior()
+    main()
