@@ -111,8 +111,9 @@ def run(repeat=30, seed=0):
         graph, sess, findings = inference.open_model(prefix)
         try:
             conv = inference.convert(graph, sess, ["logits:0"], findings)
+            floor = _floor_graph_def()
             runners = {
-                "floor": formats.open_graph_def(_floor_graph_def(), ["logits:0"]),
+                "floor": formats.open_graph_def(floor, ["logits:0"]),
                 "folded": formats.open_graph_def(conv["folded"], ["logits:0"]),
                 "frozen_unfolded": formats.open_graph_def(conv["unfolded"], ["logits:0"]),
                 "original": formats.open_session(graph, sess, ["logits:0"], conv["feeds"]),
@@ -137,10 +138,18 @@ def run(repeat=30, seed=0):
             "verified": {k: {key: a[key] for key in ("max_abs_diff", "batch_independent",
                                                      "deterministic")}
                          for k, a in report["artefacts"].items()},
+            "compute_ops": {"folded": _compute_ops(conv["folded"]), "floor": _compute_ops(floor)},
             "bn_folded": sum(b["folded"] for b in report["bn_layers"]),
             "bn_layers": len(report["bn_layers"]), "ok": report["ok"],
             "ops_before": sum(report["ops_before"].values()),
             "ops_after": sum(report["ops_after"].values())}
+
+
+def _compute_ops(graph_def):
+    """Op counts without Const/Identity/Placeholder: what runs per prediction."""
+    from tf1_repro.legacy import inference  # pylint: disable=import-outside-toplevel
+    return {op: n for op, n in inference.op_counts(graph_def).items()
+            if op not in ("Const", "Identity", "Placeholder")}
 
 
 def format_bench(result):
@@ -150,6 +159,10 @@ def format_bench(result):
              f"interleaved runs",
              f"  to-inference: {result['bn_folded']}/{result['bn_layers']} BN folded, ops "
              f"{result['ops_before']} -> {result['ops_after']}, artefacts verified: {result['ok']}",
+             f"  folded graph runs {_ops_text(result['compute_ops']['folded'])}; the floor "
+             f"{_ops_text(result['compute_ops']['floor'])}"
+             + (" (the same ops)" if result['compute_ops']['folded'] == result['compute_ops']['floor']
+                else ""),
              f"  {'variant':<16} {'batch 1 ms':>11} {'x floor':>8} {'batch 64 ms':>12} {'x floor':>8}"]
     for v in VARIANTS:
         lines.append(f"  {v:<16} {lat[v]['1']:>11.3f} {ratio[v]['1']:>7.2f}x {lat[v]['64']:>12.3f} "
@@ -157,3 +170,7 @@ def format_bench(result):
     lines.append(f"  original / folded: {lat['original']['1'] / lat['folded']['1']:.2f}x at batch 1, "
                  f"{lat['original']['64'] / lat['folded']['64']:.2f}x at batch 64")
     return "\n".join(lines)
+
+
+def _ops_text(counts):
+    return ", ".join(f"{n} {op}" for op, n in counts.items())
