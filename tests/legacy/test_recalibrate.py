@@ -398,6 +398,8 @@ def _bad_cases(work, blobs, tf_layers_pair, odd_models):
         ([broken, "--data", str(work / "blobs.npz"), "--labels", "y", "--predictions", "nope:0"],
          "--predictions must name a tensor in the graph, got 'nope:0'"),
         ([broken, "--data", str(work / "blobs.npz"), "--feed", "training"], "--feed must be NAME=VALUE"),
+        ([broken, "--data", str(work / "blobs.npz"), "--labels", "label", "--predictions", "predictions:0"],
+         "--labels must be a key of the data, got 'label' (keys: x, y)"),
     ]
 
 
@@ -413,6 +415,22 @@ def test_bad_inputs_exit_2_one_line_write_nothing(capsys, work, blobs, blobs_npz
     # the scaled model works once --feed gives the placeholder
     report, _ = _run_ok(capsys, odd_models[1], blobs_npz, work / "scaled_fixed", "--feed", "scale=2.0")
     assert np.allclose(report["layers"][0]["new_mean"], 2 * blobs[1].astype(np.float64).mean(0), rtol=1e-6)
+
+
+def test_check_catches_a_misread_layer(work, blobs_npz, tf_layers_pair):
+    """The check pass stops a wrong result: told epsilon 0.1 (the layers use 1e-3), the outputs'
+    variance gamma^2 var/(var + 1e-3) misses gamma^2 var/(var + 0.1) far beyond 64 ulps; nothing written."""
+    from tf1_repro.legacy import finder  # pylint: disable=import-outside-toplevel
+
+    def misread(graph):
+        found = finder.find(graph)
+        assert [layer.epsilon for layer in found.bn_layers] == pytest.approx([1e-3, 1e-3])
+        for layer in found.bn_layers:
+            layer.epsilon = 0.1
+        return found
+    with pytest.raises(rc.RecalibrateError, match="the check failed for BN layer bn_in .* nothing written"):
+        rc.recalibrate(tf_layers_pair[0], blobs_npz, str(work / "wrong"), find=misread)
+    assert not os.path.exists(work / "wrong")
 
 
 def test_out_holding_a_checkpoint_needs_force(capsys, work, blobs_npz, tf_layers_pair):

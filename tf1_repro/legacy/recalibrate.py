@@ -187,8 +187,9 @@ def _array(value):
     return value.get() if isinstance(value, _LazyArray) else value
 
 
-def _batches(data, keys, batch_size, max_samples):
-    """Yield dicts {key: array} of at most ``batch_size`` samples (arrays) or as yielded (FUNC)."""
+def _batches(data, keys, batch_size, max_samples, optional=()):
+    """Yield dicts {key: array} of at most ``batch_size`` samples (arrays) or as yielded (FUNC);
+    a FUNC's keys in ``optional`` are passed on when present."""
     limit = max_samples if max_samples is not None else float("inf")
     if data.kind != "generator":
         arrays = {k: _array(data.arrays[k]) for k in keys}
@@ -219,7 +220,11 @@ def _batches(data, keys, batch_size, max_samples):
         if missing:
             raise RecalibrateError(f"{WHERE}: --data {data.spec} batch {index} has no key {missing[0]!r} "
                                    f"(keys: {', '.join(sorted(map(str, item)))})")
-        batch = {k: np.asarray(item[k]) for k in keys}
+        batch = {k: np.asarray(item[k]) for k in list(keys) + [k for k in optional if k in item]}
+        if not batch:
+            raise RecalibrateError(f"{WHERE}: --data {data.spec} must yield an input of the BN layers, got "
+                                   f"keys {', '.join(sorted(map(str, item)))} at batch {index}, none of them "
+                                   f"a placeholder above a BN layer")
         sizes = {k: (v.shape[0] if v.ndim else None) for k, v in batch.items()}
         if len(set(sizes.values())) != 1 or None in sizes.values():
             raise RecalibrateError(f"{WHERE}: --data {data.spec} batch {index}: every array must have "
@@ -497,6 +502,7 @@ class _Feeds:
     constant: dict  # tensor -> value (prediction mode and --feed)
     data: dict  # data key -> placeholder tensor
     labels: Optional[str]
+    optional: dict = dataclasses.field(default_factory=dict)  # PlaceholderWithDefault name -> tensor
 
 
 def _plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
@@ -511,9 +517,11 @@ def _plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
         except (TypeError, ValueError):
             raise RecalibrateError(f"{WHERE}: --feed {name} must be a {tensor.dtype.name}, got "
                                    f"{value!r}") from None
-    needed = sorted((op for op in _ancestors([t.op for t in fetch_tensors], control=True)
-                     if op.type == "Placeholder" and op.outputs[0] not in constant),
+    above = _ancestors([t.op for t in fetch_tensors], control=True)
+    needed = sorted((op for op in above if op.type == "Placeholder" and op.outputs[0] not in constant),
                     key=lambda op: op.name)
+    optional = {op.name: op.outputs[0] for op in above
+                if op.type == "PlaceholderWithDefault" and op.outputs[0] not in constant}
     by_key = {}
     if data.kind == "npy":
         if len(needed) != 1:
@@ -532,21 +540,24 @@ def _plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
                 f"{WHERE}: placeholder {op.name!r} is needed to compute the BN inputs but the data has no "
                 f"{op.name!r} (keys: {', '.join(data.keys)}) and no --feed {op.name}=VALUE was given")
         by_key[key] = op.outputs[0]
-    if data.kind != "generator":
-        for key in list(data.arrays):  # PlaceholderWithDefault inputs the data gives are fed too
-            if key not in by_key and _has_op(graph, key.split(":")[0]) and \
-                    graph.get_operation_by_name(key.split(":")[0]).type == "PlaceholderWithDefault":
-                by_key[key] = graph.get_operation_by_name(key.split(":")[0]).outputs[0]
-        sizes = {key: _array(data.arrays[key]).shape for key in list(by_key) + ([labels] if labels else [])}
-        if labels and labels not in data.arrays:
-            raise RecalibrateError(f"{WHERE}: --labels must be a key of the data, got {labels!r} "
-                                   f"(keys: {', '.join(data.keys)})")
-        for key, shape in sizes.items():
-            if len(shape) == 0 or shape[0] != next(iter(sizes.values()))[0]:
-                raise RecalibrateError(f"{WHERE}: data arrays must share their first (sample) dimension, "
-                                       f"got {dict((k, tuple(s)) for k, s in sizes.items())}")
-        for key, tensor in by_key.items():
-            _check_shape(key, sizes[key], tensor, "array")
+    if data.kind == "generator":
+        return _Feeds(constant, by_key, labels, optional)
+    for key in data.arrays:  # inputs with a default (PlaceholderWithDefault) that the data gives
+        if key not in by_key and key.split(":")[0] in optional:
+            by_key[key] = optional[key.split(":")[0]]
+    if not by_key:
+        raise RecalibrateError(f"{WHERE}: --data must hold an input of the BN layers, got keys "
+                               f"{', '.join(data.keys)}, none of them a placeholder above a BN layer")
+    if labels and labels not in data.arrays:
+        raise RecalibrateError(f"{WHERE}: --labels must be a key of the data, got {labels!r} "
+                               f"(keys: {', '.join(data.keys)})")
+    sizes = {key: _array(data.arrays[key]).shape for key in list(by_key) + ([labels] if labels else [])}
+    for key, shape in sizes.items():
+        if len(shape) == 0 or shape[0] != next(iter(sizes.values()))[0]:
+            raise RecalibrateError(f"{WHERE}: data arrays must share their first (sample) dimension, "
+                                   f"got {dict((k, tuple(s)) for k, s in sizes.items())}")
+    for key, tensor in by_key.items():
+        _check_shape(key, sizes[key], tensor, "array")
     return _Feeds(constant, by_key, labels)
 
 
@@ -592,28 +603,35 @@ def _run_pass(sess, data, feeds, fetches, batch_size, max_samples, name, on_batc
     """One pass over the data in prediction mode; ``on_batch(results, batch)`` per batch.
 
     One ``session.run`` per batch through ``Session.make_callable`` (the fetch and feed
-    structure is resolved once, not per batch).
+    structure is resolved once, at the first batch, not per batch).
     """
     record = _Pass(name)
     started = time.perf_counter()
     flat = tf.nest.flatten(fetches)
     constants = list(feeds.constant.items())
-    data_items = list(feeds.data.items())
-    run = sess.make_callable(flat, feed_list=[t for t, _ in constants] + [t for _, t in data_items])
     constant_values = [v for _, v in constants]
+    run, data_items = None, None
+    required = list(feeds.data) + ([feeds.labels] if feeds.labels else [])
     with bar_factory(name, total=total, unit="batch") as bar:
-        for batch in _batches(data, list(feeds.data) + ([feeds.labels] if feeds.labels else []),
-                              batch_size, max_samples):
+        for batch in _batches(data, required, batch_size, max_samples, feeds.optional):
             size = len(next(iter(batch.values())))
             if size == 0:
                 continue
+            if run is None:
+                data_items = list(feeds.data.items()) + [(k, feeds.optional[k]) for k in batch
+                                                         if k in feeds.optional and k not in feeds.data]
+                run = sess.make_callable(flat, feed_list=[t for t, _ in constants] + [t for _, t in data_items])
             values = []
             for key, tensor in data_items:
+                if key not in batch:
+                    raise RecalibrateError(f"{WHERE}: --data {data.spec} batch {record.batches} has no key "
+                                           f"{key!r}, which the first batch had")
                 value = batch[key]
                 if record.batches == 0 or data.kind == "generator":
                     _check_shape(key, value.shape, tensor, "batch" if data.kind == "generator" else "array")
                 record.fingerprint += _checked_sum(key, value, record.samples)
-                values.append(value)
+                values.append(value if value.dtype == tensor.dtype.as_numpy_dtype
+                              else value.astype(tensor.dtype.as_numpy_dtype))
             on_batch(tf.nest.pack_sequence_as(fetches, run(*constant_values, *values)), batch)
             record.samples += size
             record.batches += 1
