@@ -60,6 +60,13 @@ CASES = {
     "tf_layers_non_fused": dict(TF_LAYERS, name="batch_normalization", kind="batch_normalization",
                                 epsilon=1e-3, decay=0.99, update_location="UPDATE_OPS",
                                 variance_estimator="biased", statistics_used_at_prediction=True),
+    "tf_layers_renorm": dict(TF_LAYERS, name="batch_normalization", kind="batch_normalization",
+                             epsilon=1e-5, decay=0.9, update_location="UPDATE_OPS",
+                             variance_estimator=None, statistics_used_at_prediction=True),
+    "keras_layer_in_graph": dict(
+        TF_LAYERS, name="batch_normalization", kind="batch_normalization", epsilon=1e-5, decay=0.9,
+        update_location="separate-op:batch_normalization/cond_2/Merge,batch_normalization/cond_3/Merge",
+        variance_estimator="biased", stat_shape=(4,), statistics_used_at_prediction=True),
     "tf_layers_fused": dict(TF_LAYERS, name="batch_normalization", kind="fused", epsilon=1e-3,
                             decay=0.99, update_location="UPDATE_OPS", variance_estimator="unbiased",
                             statistics_used_at_prediction=True),

@@ -719,6 +719,17 @@ class _Finder:
             return found[0] if found else None
 
         gamma, beta = pick("scale"), pick("offset")
+        for key in ("scale", "offset"):
+            if (gamma if key == "scale" else beta) is None:
+                behind = self._parameter_behind(units, key)
+                if behind:
+                    notes.append(f"{'gamma' if key == 'scale' else 'beta'} {behind} reaches the "
+                                 f"normalisation through a per-channel correction (batch "
+                                 f"renormalisation or similar)")
+                    if key == "scale":
+                        gamma = behind
+                    else:
+                        beta = behind
         moving_mean, moving_var = pick("mean"), pick("var")
         unread = []
         if moving_mean is None and moving_var is None:
@@ -782,13 +793,7 @@ class _Finder:
                          "statistics itself")
         shape = None
         for n in stats:
-            t = self.g.get_operation_by_name(n).outputs[0]
-            try:
-                shape = tuple(t.shape.as_list()) if t.shape.rank is not None else None
-            except ValueError:
-                shape = None
-            if shape and any(s is None for s in shape):
-                shape = None
+            shape = self._variable_shape(self.g.get_operation_by_name(n))
             break
         if shape is not None and len(shape) > 1:
             notes.append(f"moving statistics shaped {shape} (broadcast to the channel axis)")
@@ -799,6 +804,43 @@ class _Finder:
                        mode=mode, statistics_used_at_prediction=used,
                        variance_estimator=upd["estimator"],
                        stat_shape=shape, bn_ops=[u["op"].name for u in units], notes=notes)
+
+    @staticmethod
+    def _variable_shape(op):
+        """A variable's or Const's declared shape (a resource handle's own shape is ())."""
+        try:
+            if op.type in ("VarHandleOp", "VariableV2", "Variable"):
+                dims = [d.size for d in op.get_attr("shape").dim]
+            else:
+                dims = op.outputs[0].shape.as_list()
+        except (ValueError, TypeError):
+            return None
+        return None if any(d is None or d < 0 for d in dims) else tuple(dims)
+
+    def _parameter_behind(self, units, key):
+        """A variable a computed scale/offset is made from through Mul/Add (renorm's gamma * r)."""
+        for u in units:
+            for src in u[key]:
+                if src.kind not in ("batch", "tensor"):
+                    continue
+                frontier = [src.op]
+                for _ in range(4):
+                    nxt = []
+                    for o in frontier:
+                        if o.type not in ("Mul", "Add", "AddV2", "Identity", "Switch", "Merge",
+                                          "ReadVariableOp"):
+                            continue
+                        for t in o.inputs:
+                            for s2 in self.trace(t):
+                                if s2.kind == "variable" and not self._writes(s2.op.name) and \
+                                        s2.op.name not in self._all_stats(units):
+                                    return s2.op.name
+                            nxt.append(t.op)
+                    frontier = nxt
+        return None
+
+    def _all_stats(self, units):
+        return {s.op.name for u in units for s in u["mean"] + u["var"]}
 
     def _strip_switch(self, t):
         while t.op.type in ("Switch", "RefSwitch", "Identity") and t.op.inputs and \
@@ -943,6 +985,9 @@ class _Finder:
                         break
             locations.append(loc or f"separate-op:{self._sink(w)}")
         location = locations[0]
+        separate = sorted({loc.split(":", 1)[1] for loc in locations if loc.startswith("separate-op:")})
+        if location.startswith("separate-op:"):
+            location = "separate-op:" + ",".join(separate)
         if len({loc.split(":")[0] for loc in locations}) > 1:
             info["notes"].append(f"update ops live in more than one place: {sorted(set(locations))}")
             for preferred in ("output", "UPDATE_OPS"):
@@ -978,21 +1023,24 @@ class _Finder:
         return taken is None or bool(taken) == bool(port)
 
     def _sink(self, op):
-        """The op furthest downstream of ``op`` that nothing consumes (what a user must run)."""
-        best = op
-        frontier = [op]
-        seen = set()
+        """What a user must run to run the update ``op``: the ``NoOp`` that groups it (e.g.
+        ``ema.apply``), else, inside a ``tf.cond``, the cond's ``Merge`` (a branch's ops cannot be
+        fetched), else the op itself."""
+        frontier, seen, merge = [op], set(), None
+        in_cond = bool(self._switch_path(op.inputs[0]) or
+                       (len(op.inputs) > 1 and self._switch_path(op.inputs[1])))
         while frontier:
             o = frontier.pop()
             if o.name in seen:
                 continue
             seen.add(o.name)
             nxt = self.consumers.get(o.name, []) + self.ctrl_consumers.get(o.name, [])
-            if not nxt and o.type not in ("ReadVariableOp", "Identity", "Merge", "Switch"):
-                if best is op or o.type == "NoOp":
-                    best = o
+            if not nxt and o.type == "NoOp" and o is not op:
+                return o.name
+            if o.type == "Merge" and merge is None:
+                merge = o
             frontier.extend(nxt)
-        return best.name
+        return merge.name if in_cond and merge is not None else op.name
 
     def _decay(self, write, stat):
         """(decay, value tensor) of an EMA write, or (None, None).
