@@ -136,24 +136,30 @@ def _ema_outside_cond(h, training):
         return tf.nn.batch_normalization(h, m, v, beta, gamma, 1e-5)
 
 
-def _trainable_shadows(h, training):
-    """Hand-written BN whose moving statistics were made trainable (the optimiser moves them)."""
-    with tf.variable_scope("bn"):
-        channels = h.shape[-1]
-        gamma = tf.get_variable("gamma", channels, initializer=tf.ones_initializer())
-        beta = tf.get_variable("beta", channels, initializer=tf.zeros_initializer())
-        moving_mean = tf.get_variable("moving_mean", channels, initializer=tf.zeros_initializer())
-        moving_var = tf.get_variable("moving_variance", channels, initializer=tf.ones_initializer())
-        mean, var = tf.nn.moments(h, list(range(len(h.shape) - 1)), name="moments")
+def _hand_written(trainable=False, zero_debias=False, variance_init=1.0):
+    """Hand-written BN with assign_moving_average inside the cond's training branch."""
+    def bn(h, training):
+        with tf.variable_scope("bn"):
+            channels = h.shape[-1]
+            gamma = tf.get_variable("gamma", channels, initializer=tf.ones_initializer())
+            beta = tf.get_variable("beta", channels, initializer=tf.zeros_initializer())
+            moving_mean = tf.get_variable("moving_mean", channels, trainable=trainable,
+                                          initializer=tf.zeros_initializer())
+            moving_var = tf.get_variable("moving_variance", channels, trainable=trainable,
+                                         initializer=tf.constant_initializer(variance_init))
+            mean, var = tf.nn.moments(h, list(range(len(h.shape) - 1)), name="moments")
 
-        def train():
-            with tf.control_dependencies([
-                    moving_averages.assign_moving_average(moving_mean, mean, 0.9, zero_debias=False),
-                    moving_averages.assign_moving_average(moving_var, var, 0.9, zero_debias=False)]):
-                return tf.identity(mean), tf.identity(var)
-        m, v = tf.cond(tf.equal(training, True), train,
-                       lambda: (tf.identity(moving_mean), tf.identity(moving_var)))
-        return tf.nn.batch_normalization(h, m, v, beta, gamma, 1e-3)
+            def train():
+                with tf.control_dependencies([
+                        moving_averages.assign_moving_average(moving_mean, mean, 0.9,
+                                                              zero_debias=zero_debias),
+                        moving_averages.assign_moving_average(moving_var, var, 0.9,
+                                                              zero_debias=zero_debias)]):
+                    return tf.identity(mean), tf.identity(var)
+            m, v = tf.cond(tf.equal(training, True), train,
+                           lambda: (tf.identity(moving_mean), tf.identity(moving_var)))
+            return tf.nn.batch_normalization(h, m, v, beta, gamma, 1e-3)
+    return bn
 
 
 def _keras(wire_layer_updates):
@@ -284,8 +290,10 @@ def _build_keras(wire):
     return build
 
 
-def _build_trainable(out_dir):
-    return _train(out_dir, (FEATURES,), _trainable_shadows)
+def _build_hand_written(steps=20, **options):
+    def build(out_dir):
+        return _train(out_dir, (FEATURES,), _hand_written(**options), steps=steps)
+    return build
 
 
 def _build_frozen_fused(training):
@@ -381,8 +389,15 @@ SUITE = {c.name: c for c in [
         "block1/batch_normalization/moving_variance", -0.5)), "checkpoint",
           {"variance-not-positive", NO_DEFAULT}, False,
           "wired tf.layers BN whose first moving variance is -0.5", twin="tf_layers_wired"),
-    _case("trainable_stats", _build_trainable, "checkpoint", {"stats-trainable", NO_DEFAULT}, True,
+    _case("trainable_stats", _build_hand_written(trainable=True), "checkpoint",
+          {"stats-trainable", NO_DEFAULT}, True,
           "hand-written BN whose moving statistics are trainable variables"),
+    _case("zero_start_few_steps", _build_hand_written(steps=5, variance_init=0.0), "checkpoint",
+          {"ema-zero-bias", NO_DEFAULT}, True,
+          "hand-written BN, both shadows start at 0, not debiased, 5 steps of decay 0.9"),
+    _case("zero_start_debiased", _build_hand_written(steps=5, variance_init=0.0, zero_debias=True),
+          "checkpoint", {NO_DEFAULT}, True,
+          "the same with assign_moving_average(zero_debias=True): no zero bias"),
     _case("unwired_no_meta", _build_tf_layers(None, meta=False), "checkpoint",
           {"stats-never-updated"}, False, "the unwired checkpoint without its .meta",
           twin="wired_no_meta", inputs={}, outputs=(), feeds={}),

@@ -54,6 +54,7 @@ in ``artefacts.open``; nothing is written anywhere.
 """
 
 import dataclasses
+import json
 import os
 import re
 
@@ -137,7 +138,7 @@ def settings(path, feeds=None, input_shapes=None, data=None, run=True):
     for name, value in feeds.items():
         if not isinstance(name, str) or not name:
             raise DoctorError(f"{WHERE}: --feed names must be tensor names, got {name!r}")
-        if not isinstance(value, (bool, int, float, str, np.ndarray, np.generic)):
+        if not isinstance(value, (bool, int, float, str, list, tuple, np.ndarray, np.generic)):
             raise DoctorError(f"{WHERE}: --feed {name} must be a bool or a number, got "
                               f"{type(value).__name__}")
     shapes = {}
@@ -323,7 +324,7 @@ def _layers(doc):
                        "update_location": b.update_location,
                        "zero_initialised": None, "_update_ops": list(b.update_ops),
                        "_stats_at_prediction": b.statistics_used_at_prediction,
-                       "_bn_ops": list(b.bn_ops), "_zero_debias": getattr(b, "zero_debias", None)})
+                       "_bn_ops": list(b.bn_ops)})
     dropouts = [{"name": d.name, "kind": d.kind, "keep_prob": d.keep_prob,
                  "convention": d.convention, "output": d.output} for d in result.dropouts]
     return layers, dropouts, result, notes
@@ -389,11 +390,10 @@ def _zero_initialised(doc, layer):
 
 
 def _debiased(doc, layer):
-    if layer.get("_zero_debias") is not None:
-        return layer["_zero_debias"]
     names = set(doc.variables) | set(doc.nodes)
-    return any(n.startswith(f"{layer[r]}/biased") or n.startswith(f"{layer[r]}/local_step")
-               for n in names for r in ("moving_mean", "moving_variance") if layer[r])
+    stats = [layer[r] for r in ("moving_mean", "moving_variance") if layer[r]]
+    # zero_debias=True makes S/biased and S/local_step beside shadow S (under the calling scope)
+    return any(n.endswith((f"{stat}/biased", f"{stat}/local_step")) for n in names for stat in stats)
 
 
 # ---- findings
@@ -668,6 +668,12 @@ def _descendant_names(ops, consumers):
 
 def _feed_value(tensor, value, where):
     dtype = tensor.dtype.base_dtype
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise DoctorError(f"{WHERE}: --feed {where} must be a number, true/false or a JSON "
+                              f"list, got {value!r}") from None
     if isinstance(value, str):
         text = value.strip().lower()
         if dtype.is_bool:
