@@ -122,14 +122,14 @@ def demo_model(arrays, params):
         reloaded = keras.models.load_model(params["save"])
         out["logits_reloaded"] = np.asarray(reloaded.predict(arrays["x_pred"], verbose=0))
     names = keras3_model.bn_layer_names(config)
-    for run in params["runs"]:
-        trainer = keras3_model.build(config, keep_prob=1.0)  # dropout off: x / 1.0 * 1 == x
+    trainer = keras3_model.build(config, keep_prob=1.0)  # dropout off: x / 1.0 * 1 == x
+    optimizer = keras3_model.adam(config)
+    trainer.compile(optimizer=optimizer, jit_compile=False,
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    keys = keras3_model.trainable_checkpoint_keys(trainer, config)
+    for run in params["runs"]:  # one model and one traced train step, reset for each run
         keras3_model.set_weights(trainer, config, tf1, bn)
-        optimizer = keras3_model.adam(config)
-        trainer.compile(optimizer=optimizer, jit_compile=False,
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         keras3_model.restore_adam(optimizer, trainer, config, tf1, params["step"])
-        keys = keras3_model.trainable_checkpoint_keys(trainer, config)
         pins = [(v, tf1[k]) for v, k in zip(trainer.trainable_variables, keys) if k in run["pinned"]]
         for i in range(params["train_steps"]):
             trainer.train_on_batch(arrays[f"x_{i}"], arrays[f"y_{i}"])

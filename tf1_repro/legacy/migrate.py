@@ -459,9 +459,10 @@ def _entry(layer):
 def read_keras_weights(path):
     """``{layer: {role: array}}`` from a migrate ``weights.npz`` or a Keras 3 ``.weights.h5``.
 
-    In a ``.weights.h5`` a BN layer is a group ``.../NAME/vars`` holding exactly four
-    vectors of one length (gamma, beta, moving_mean, moving_variance: the order of both
-    stock ``BatchNormalization`` and ``ArticleBatchNormalization``).
+    In a ``.weights.h5`` (also the one inside a ``.keras``) a BN layer is a ``vars`` group
+    holding exactly four vectors of one length (gamma, beta, moving_mean, moving_variance:
+    the order of both stock ``BatchNormalization`` and ``ArticleBatchNormalization``),
+    named by the group's ``name`` attribute (the Keras layer's name).
     """
     if path.endswith(".npz"):
         try:
@@ -478,28 +479,40 @@ def read_keras_weights(path):
                                    f"moving_variance, got {key!r} in {path}")
             layers.setdefault(name, {})[role] = value
         return layers
-    if path.endswith(".h5"):
+    if path.endswith((".h5", ".keras")):
         return _read_h5(path)
-    raise MigrateError(f"migrate: PATH must be a weights.npz or a Keras .weights.h5 for --to "
-                       f"article, got {path!r}")
+    raise MigrateError(f"migrate: PATH must be a weights.npz, a Keras .weights.h5 or a .keras "
+                       f"file for --to article, got {path!r}")
 
 
 def _read_h5(path):
+    """BN layers of a Keras 3 weights file (``.weights.h5``, or the one inside a ``.keras``).
+
+    Keras 3 names the groups after the layer classes (``layers/batch_normalization_1/vars``)
+    and keeps the layer's own name in the group's ``name`` attribute, which is used.
+    """
+    import io  # pylint: disable=import-outside-toplevel
+    import zipfile  # pylint: disable=import-outside-toplevel
     import h5py  # pylint: disable=import-outside-toplevel
     layers = {}
     try:
-        with h5py.File(path, "r") as f:
+        source = path
+        if path.endswith(".keras"):
+            with zipfile.ZipFile(path) as archive:
+                source = io.BytesIO(archive.read("model.weights.h5"))
+        with h5py.File(source, "r") as f:
             def visit(name, obj):
-                if isinstance(obj, h5py.Group) and name.endswith("/vars"):
+                if isinstance(obj, h5py.Group) and name.endswith("vars"):
                     values = [np.asarray(obj[k]) for k in sorted(obj.keys(), key=int)]
                     if len(values) == 4 and all(v.ndim == 1 and v.shape == values[0].shape
                                                 for v in values):
-                        layer = "/".join(p for p in name.split("/")[:-1] if p != "layers")
-                        layers[layer] = dict(zip(ROLES, values))
+                        layer = obj.attrs.get("name") or "/".join(
+                            p for p in name.split("/")[:-1] if p != "layers")
+                        layers[str(layer)] = dict(zip(ROLES, values))
             f.visititems(visit)
-    except OSError as err:
-        raise MigrateError(f"migrate: PATH must be a readable .weights.h5, got {path!r} "
-                           f"({str(err).splitlines()[0][:120]})") from None
+    except (OSError, KeyError, zipfile.BadZipFile) as err:
+        raise MigrateError(f"migrate: PATH must be a readable Keras .weights.h5 or .keras, got "
+                           f"{path!r} ({str(err).splitlines()[0][:120]})") from None
     return layers
 
 

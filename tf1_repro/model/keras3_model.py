@@ -92,7 +92,8 @@ def adam(config):
 def restore_adam(optimizer, model, config, tf1_arrays, step):
     """Set Adam's state to the TF1 checkpoint's: the m/v slots (``KEY/Adam``, ``KEY/Adam_1``)
     and the iteration count (TF1 ``beta1_power`` = 0.9**(step + 1) is Keras's next power)."""
-    optimizer.build(model.trainable_variables)
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
     keys = trainable_checkpoint_keys(model, config)
     for variable, key in zip(model.trainable_variables, keys):
         index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
