@@ -447,7 +447,7 @@ def test_out_holding_a_checkpoint_needs_force(capsys, work, blobs_npz, tf_layers
     assert report["written"]["latest_checkpoint"] == os.path.join(str(out), "model.ckpt-200")
 
 
-# ---------------------------------------------------------------- every legacy builder: exact, or refused with its reason
+# ---------------------------------------------------------------- every legacy builder: exact or refused
 
 REFUSED = {
     "ema_outside_cond": "updates its moving statistics whenever it predicts",
@@ -496,6 +496,7 @@ def test_every_legacy_builder_exact_or_refused(capsys, work):
         ddof = 1 if name in UNBIASED else 0
         assert layer["variance_stored"] == ("unbiased M2/(n-1)" if ddof else "biased M2/n"), name
         reader = tf.train.load_checkpoint(str(directory) + "_out")
-        for key, want in ((layer["moving_mean"], flat.mean(0)), (layer["moving_variance"], flat.var(0, ddof=ddof))):
+        expected = {layer["moving_mean"]: flat.mean(0), layer["moving_variance"]: flat.var(0, ddof=ddof)}
+        for key, want in expected.items():
             got = reader.get_tensor(key).astype(np.float64).reshape(-1)
             assert np.all(np.abs(got - want) <= np.spacing(want.astype(np.float32))), (name, key)

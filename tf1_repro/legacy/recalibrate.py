@@ -730,7 +730,8 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
         raise RecalibrateError(
             f"{WHERE}: the check failed for BN layer {worst['name']} (output mean off by "
             f"{worst['check']['mean_error']:.3g}, tolerance {worst['check']['mean_tolerance']:.3g}; variance "
-            f"off by {worst['check']['variance_error']:.3g}, tolerance {worst['check']['variance_tolerance']:.3g}); "
+            f"off by {worst['check']['variance_error']:.3g}, tolerance "
+            f"{worst['check']['variance_tolerance']:.3g}); "
             f"nothing written")
     new_values = {}
     for layer in layers:
@@ -883,8 +884,9 @@ def _layer_report(layer):
 # ---------------------------------------------------------------- writing
 
 def _checkpoint_files(directory):
+    state = os.path.join(directory, "checkpoint")
     return sorted(set(glob.glob(os.path.join(directory, "*.index"))) |
-                  ({os.path.join(directory, "checkpoint")} if os.path.isfile(os.path.join(directory, "checkpoint")) else set()))
+                  ({state} if os.path.isfile(state) else set()))
 
 
 def _check_out(out, prefix, force):

@@ -106,7 +106,8 @@ def format_bench(result):
              f"  plain prediction: {result['prediction_samples_per_second']['median']:,.0f} samples/s "
              f"(rounds: {', '.join(f'{v:,.0f}' for v in result['prediction_samples_per_second']['rounds'])})"]
     for name, rate in result["passes_samples_per_second"].items():
-        lines.append(f"  {name:<40} {rate:>10,.0f} samples/s  {result['ratio_to_prediction'][name]:.2f}x prediction")
+        ratio = result["ratio_to_prediction"][name]
+        lines.append(f"  {name:<40} {rate:>10,.0f} samples/s  {ratio:.2f}x prediction")
     rss = result["rss_mb"]
     lines.append(f"  RSS during recalibration ({rss['readings']} readings, every {RSS_EVERY} batches): "
                  f"first {rss['first']:.1f} MB, min {rss['min']:.1f}, max {rss['max']:.1f}, last "
