@@ -217,3 +217,25 @@ def test_a_failing_run_leaves_the_static_findings(tmp_path):
     assert report["ran"] is False and report["findings"] == []
     assert any(n.startswith("not run: running the outputs failed (FailedPreconditionError")
                for n in report["notes"])
+
+
+def test_saved_model_main_op_never_runs(tmp_path):
+    """The SavedModel's variables are assigned from variables/variables, not by its loader: its
+    main_op (here writing a file) does not run, while the prediction outputs do."""
+    marker = tmp_path / "main_op_ran"
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, 2], name="x")
+        w = tf.get_variable("w", [2], initializer=tf.ones_initializer())
+        out = tf.identity(x * w, name="out")
+        main_op = tf.group(tf.io.write_file(str(marker), "ran"))
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            builder = tf.saved_model.builder.SavedModelBuilder(str(tmp_path / "sm"))
+            builder.add_meta_graph_and_variables(
+                sess, ["serve"], main_op=main_op,
+                signature_def_map={"serving_default": tf.saved_model.signature_def_utils
+                                   .predict_signature_def({"x": x}, {"out": out})})
+            builder.save()
+    report = doctor.diagnose(str(tmp_path / "sm"))
+    assert report["ran"] is True and report["outputs"] == ["out:0"] and report["findings"] == []
+    assert not marker.exists()

@@ -29,8 +29,11 @@ frozen graph's Consts):
   fixed True); ``dropout-at-inference`` when a SavedModel or frozen graph has
   keep_prob a Const < 1 or rate a Const > 0.
 
-**Dynamic checks** (``run=True`` and a graph): the graph is imported into a
-``tf.Graph`` of its own with the checkpoint restored (``artefacts.open``). Only
+**Dynamic checks** (``run=True`` and a graph): the graph, without its gradient and
+optimizer ops, is imported into a ``tf.Graph`` of its own and every variable is
+assigned its checkpoint value (``Artefact.restore``; a SavedModel's too, from
+``variables/variables``, so none of the artefact's own restore, init or main ops
+run). Only
 the ancestors of the prediction outputs run: a SavedModel's signature outputs,
 a frozen graph's sinks, or, in a training graph, the tensors the loss takes
 from the network (those that depend on the inputs but not on the labels, outside
@@ -49,8 +52,7 @@ restored value before each run, three runs give:
 Before anything runs, the subgraph of the outputs (and any function it calls)
 is searched for ops that touch files or run Python (``UNSAFE_OPS``, ``Save*``,
 ``Restore*``, readers, ``PrintV2`` to a file); if one is there the dynamic
-checks are skipped and a note says which op. The checkpoint restore itself runs
-in ``artefacts.open``; nothing is written anywhere.
+checks are skipped and a note says which op. Nothing is written anywhere.
 """
 
 import dataclasses
@@ -800,68 +802,84 @@ def _variable_of(op, depth=0):
 
 
 def _dynamic(doc, s, layers, dropouts, result, report):
+    """The three runs' findings; [] with a note when they cannot or must not run."""
     notes = report["notes"]
-    mode_names = {m.name for m in result.mode_inputs} if result else set()
-    if doc.art.format in ("checkpoint", "meta_graph") and doc.art.checkpoint is None:
-        notes.append("not run: the .meta has no checkpoint beside it (no variable values)")
+    if doc.art.checkpoint is None and any(n.op in finder.VARIABLE_OPS for n in doc.nodes.values()):
+        notes.append("not run: the graph has variables but no checkpoint beside it (no values)")
         return []
-    graph, sess = _open(doc)
+    plan = _plan(doc, s, layers, dropouts, result, notes)
+    if plan is None:
+        return []
+    outputs, needed, feeds, batch = plan
+    graph = doc.graph
+    report["outputs"], report["inputs"] = outputs, sorted(t.name for t in batch)
+    report["feeds"] = {t.name: np.asarray(v).tolist() for t, v in feeds.items()}
+    sess = _open(doc)
     try:
-        outputs = _prediction_outputs(graph, doc, layers, dropouts, mode_names)
-        if not outputs:
-            notes.append("not run: no prediction output found")
-            return []
-        needed = set()
-        for name in outputs:
-            needed |= _ancestor_ops(graph.get_tensor_by_name(name).op)
-        unsafe = _unsafe(doc, needed)
-        if unsafe:
-            notes.append(f"not run: the subgraph of the outputs holds {unsafe[0]} ({unsafe[1]}), "
-                         "which touches files or runs Python; static checks only")
-            return []
-        feeds = {graph.get_tensor_by_name(k): v for k, v in
-                 (result.prediction_feeds().items() if result else []) if _node(k) in needed}
-        for name, value in s.feeds.items():
-            t = _tensor(graph, name, "--feed", doc.art.source)
-            feeds[t] = _feed_value(t, value, name)
-        inputs = [graph.get_operation_by_name(n).outputs[0] for n in sorted(needed)
-                  if graph.get_operation_by_name(n).type == "Placeholder"]
-        inputs = [t for t in inputs if t not in feeds]
-        for t in [t for t in inputs if t.dtype.base_dtype.is_bool and not _given(t, s)]:
-            feeds[t] = np.asarray(False)
-            notes.append(f"bool placeholder {t.op.name} not recognised as a mode input: fed False")
-            inputs.remove(t)
-        batch = _random_inputs(inputs, s, doc.art.source)
-        fetch = [graph.get_tensor_by_name(n) for n in outputs]
-        report["outputs"], report["inputs"] = outputs, sorted(t.name for t in inputs)
-        report["feeds"] = {t.name: np.asarray(v).tolist() for t, v in feeds.items()}
-        try:
-            state = _State(graph, sess, needed)
-            return _three_runs(sess, fetch, feeds, batch, state, layers, outputs)
-        except ValueError as err:  # a fed value TensorFlow refuses (shape or dtype)
-            raise DoctorError(f"{WHERE}: {doc.art.source}: the inputs do not fit "
-                              f"({str(err).splitlines()[0][:200]}); check --data, --input-shape "
-                              "and --feed") from None
-        except tf.errors.OpError as err:
-            report.pop("outputs", None)
-            notes.append(f"not run: running the outputs failed ({type(err).__name__}: "
-                         f"{err.message.splitlines()[0][:200]}); static checks only")
-            return []
+        state = _State(graph, sess, needed)
+        return _three_runs(sess, [graph.get_tensor_by_name(n) for n in outputs], feeds, batch,
+                           state, layers, outputs)
+    except ValueError as err:  # a fed value TensorFlow refuses (shape or dtype)
+        raise DoctorError(f"{WHERE}: {doc.art.source}: the inputs do not fit "
+                          f"({str(err).splitlines()[0][:200]}); check --data, --input-shape "
+                          "and --feed") from None
+    except tf.errors.OpError as err:
+        report.pop("outputs", None)
+        notes.append(f"not run: running the outputs failed ({type(err).__name__}: "
+                     f"{err.message.splitlines()[0][:200]}); static checks only")
+        return []
     finally:
         sess.close()
 
 
+def _plan(doc, s, layers, dropouts, result, notes):
+    """(outputs, needed op names, feeds, random batch) from the graph alone (nothing runs);
+    None with a note when there is nothing safe to run."""
+    graph = doc.graph
+    mode_names = {m.name for m in result.mode_inputs} if result else set()
+    outputs = _prediction_outputs(graph, doc, layers, dropouts, mode_names)
+    if not outputs:
+        notes.append("not run: no prediction output found")
+        return None
+    needed = set()
+    for name in outputs:
+        needed |= _ancestor_ops(graph.get_tensor_by_name(name).op)
+    unsafe = _unsafe(doc, needed)
+    if unsafe:
+        notes.append(f"not run: the subgraph of the outputs holds {unsafe[0]} ({unsafe[1]}), "
+                     "which touches files or runs Python; static checks only")
+        return None
+    feeds = {graph.get_tensor_by_name(k): v for k, v in
+             (result.prediction_feeds().items() if result else []) if _node(k) in needed}
+    for name, value in s.feeds.items():
+        t = _tensor(graph, name, "--feed", doc.art.source)
+        feeds[t] = _feed_value(t, value, name)
+    inputs = [graph.get_operation_by_name(n).outputs[0] for n in sorted(needed)
+              if graph.get_operation_by_name(n).type == "Placeholder"]
+    inputs = [t for t in inputs if t not in feeds]
+    for t in [t for t in inputs if t.dtype.base_dtype.is_bool and not _given(t, s)]:
+        feeds[t] = np.asarray(False)
+        notes.append(f"bool placeholder {t.op.name} not recognised as a mode input: fed False")
+        inputs.remove(t)
+    return outputs, needed, feeds, _random_inputs(inputs, s, doc.art.source)
+
+
 def _open(doc):
-    """(graph, session) with the variables restored; the finder's graph is reused when it can be."""
-    if doc.art.format == "saved_model" or doc.graph is None:
-        return doc.art.open()
+    """A session on the forward graph with every variable assigned its checkpoint value.
+
+    A SavedModel is restored the same way (from ``variables/variables``), not through its
+    loader, so none of its own restore, init or main ops run.
+    """
     sess = tf.Session(graph=doc.graph)
     try:
         doc.art.restore(doc.graph, sess)
+    except artefacts.ArtefactError as err:
+        sess.close()
+        raise DoctorError(f"{WHERE}: {err}") from None
     except Exception:
         sess.close()
         raise
-    return doc.graph, sess
+    return sess
 
 
 def _given(t, s):
