@@ -106,8 +106,10 @@ def _scales(reference, flags):
             "prediction_output": max(out[i] for i in last)}
 
 
-def compare(seed=0, train_steps=20, predict_steps=5):
-    """Measure every row of ``ROWS`` against the TF1 article layer; returns a JSON-able dict."""
+def compare(seed=0, train_steps=20, predict_steps=5, rows=ROWS):
+    """Measure each row (label, "stock" | "article", kwargs, mode) of ``rows`` against the TF1
+    article layer; returns a JSON-able dict."""
+    table = rows
     arrays, schedules, runs = {}, [], {}
     for index, (rank, shape) in enumerate(SHAPES.items()):
         batches, flags = schedule(shape, train_steps, predict_steps, seed + index)
@@ -116,10 +118,10 @@ def compare(seed=0, train_steps=20, predict_steps=5):
         schedules.append({"prefix": prefix, "training": flags})
         runs[rank] = (prefix, batches, flags, article_run(batches, flags))
     specs = [{"name": f"row{i}", "layer": layer, "kwargs": kwargs, "mode": mode}
-             for i, (_, layer, kwargs, mode) in enumerate(ROWS)]
+             for i, (_, layer, kwargs, mode) in enumerate(table)]
     keras_out, info = keras3_worker.run("replay", arrays, {"schedules": schedules, "specs": specs})
     rows = []
-    for i, (label, layer, kwargs, mode) in enumerate(ROWS):
+    for i, (label, layer, kwargs, mode) in enumerate(table):
         momentum = kwargs.get("momentum", 0.99 if layer == "stock" else 0.9)
         per_rank, estimators, worst = {}, {}, dict.fromkeys(COLUMNS, 0.0)
         scale = dict.fromkeys(COLUMNS, 1.0)
