@@ -1078,8 +1078,6 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             artefacts[name] = {"path": target, **result, "bytes": fmt.file_size(target)}
             if name in ("onnx", "tflite"):
                 runners["onnxruntime" if name == "onnx" else "tflite"] = runner
-            log(f"verified {name:<12} max |diff| {result['max_abs_diff']:.3g}  batch independent "
-                f"{result['batch_independent']}  deterministic {result['deterministic']}")
         runners["frozen_unfolded"] = fmt.open_graph_def(unfolded, served_outputs)
         runners["folded"] = fmt.open_graph_def(folded, served_outputs)
         latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners}, timing,
