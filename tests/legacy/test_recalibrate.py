@@ -86,6 +86,15 @@ def _dropout_bn_builder(x, training):
     return _dense(h, 3, "logits", 2), []
 
 
+def _branches_builder(x, training):
+    """Two BN layers side by side on x (depth 0, one pass), a third on their concatenation (depth 1)."""
+    bn = tf_layers_batch_normalization()
+    left = bn(_dense(x, 4, "left", 1), training=training, name="bn_left")
+    right = bn(_dense(x, 4, "right", 2), training=training, name="bn_right")
+    h = bn(tf.concat([left, tf.nn.relu(right)], 1), training=training, name="bn_join")
+    return _dense(h, 3, "logits", 3), tf.get_collection(tf.GraphKeys.UPDATE_OPS)
+
+
 def _no_bn_builder(x, training):
     return _dense(x, 3, "logits", 2), []
 
@@ -310,6 +319,19 @@ def test_article_layer_after_five_steps_is_exact(capsys, work, blobs, blobs_npz)
     reader = tf.train.load_checkpoint(report["written"]["prefix"])
     assert np.array_equal(reader.get_tensor(names["moving_mean"]), x.mean(0).astype(np.float32))
     assert np.array_equal(reader.get_tensor(names["moving_variance"]), x.var(0).astype(np.float32))
+    _assert_exact_statistics(report, blobs[1])
+
+
+def test_layers_at_the_same_depth_share_a_pass(capsys, work, blobs, blobs_npz):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        prefix = _train_and_save(str(work / "branches"), _branches_builder, _blob_batches(blobs[0]), 0)
+    report, _ = _run_ok(capsys, prefix, blobs_npz, work / "branches_fixed")
+    assert {layer["name"]: layer["depth"] for layer in report["layers"]} == \
+        {"bn_left": 0, "bn_right": 0, "bn_join": 1}
+    assert report["passes"]["recalibration"] == 2
+    assert [p["name"] for p in report["passes"]["per_pass"]] == [
+        "pass 1/3: depth 0 (2 layer(s))", "pass 2/3: depth 1 (1 layer(s))", "pass 3/3: check"]
     _assert_exact_statistics(report, blobs[1])
 
 
