@@ -42,6 +42,7 @@ EXAMPLES = {
     "train": "python -m tf1_repro train --steps 1000 --out runs/train",
     "predict": "python -m tf1_repro predict --checkpoint runs/train",
     "doctor": "python -m tf1_repro doctor runs/train --json runs/doctor.json",
+    "find": "python -m tf1_repro find runs/train --json runs/layers.json",
     "migrate": "python -m tf1_repro migrate runs/train --to keras3 --out runs/keras3 --json runs/migrate.json",
     "compare-keras3": "python -m tf1_repro compare-keras3 --json runs/compare_keras3.json",
     "recalibrate": "python -m tf1_repro recalibrate runs/demo --data data.npz --out runs/recalibrated "
@@ -622,6 +623,44 @@ def _write_json(path, payload, quiet=False):
             print(f"wrote {path}")
 
 
+def _add_find(commands):
+    p = commands.add_parser(
+        "find", help="list the BN layers, dropouts and mode placeholders of a saved graph, found "
+        "by structure (the understanding doctor, to-inference, recalibrate and migrate share)",
+        description="Read PATH's graph (checkpoint with its .meta, .meta, SavedModel or frozen "
+        ".pb/.pbtxt) and print every BN layer (kind, input/output, gamma, beta, moving "
+        "statistics, epsilon, decay, where its updates live, what switches its mode) and every "
+        "dropout (convention, keep_prob/rate source). It reads the graph only: nothing runs and "
+        "no user code is imported.")
+    p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory, .meta, SavedModel "
+                   "directory, or frozen graph")
+    p.add_argument("--json", metavar="OUT", help="also write the findings as JSON")
+    p.set_defaults(run=_run_find)
+
+
+def _run_find(args):
+    from tf1_repro.legacy import artefacts, finder  # pylint: disable=import-outside-toplevel
+    try:
+        art = artefacts.load(args.path)
+        if art.graph_def is None:
+            raise artefacts.ArtefactError(f"{args.path}: a checkpoint without its .meta graph: "
+                                          f"nothing to read the structure from (try doctor, which "
+                                          f"reads the variable names)")
+        found = art.find()
+    except artefacts.ArtefactError as err:
+        raise UsageError(f"python -m tf1_repro find: {err}") from None
+    print(f"{art.format} {art.source}")
+    print(finder.describe(found))
+    feeds = found.prediction_feeds()
+    print("prediction feeds: " + (", ".join(f"{k}={v}" for k, v in feeds.items()) or "none"))
+    for layer in found.bn_layers + found.dropouts:
+        for note in layer.notes:
+            print(f"  note ({layer.name}): {note}")
+    _write_json(args.json, dict(found.to_dict(), source=art.source, format=art.format,
+                                prediction_feeds=feeds))
+    return 0
+
+
 def build_parser():
     parser = _Parser(prog="python -m tf1_repro", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -635,6 +674,7 @@ def build_parser():
     _add_train(commands)
     _add_to_inference(commands)
     _add_bench_inference(commands)
+    _add_find(commands)
     _add_doctor(commands)
     _add_recalibrate(commands)
     _add_migrate(commands)

@@ -308,3 +308,30 @@ def test_finding_runs_nothing_and_changes_no_variable():
         assert len(graph.get_operations()) == count
         for a, b in zip(before, sess.run(variables)):
             assert np.array_equal(a, b)
+
+
+def test_find_command_prints_the_layers_and_writes_json(tmp_path):
+    import json  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    import support  # pylint: disable=import-outside-toplevel
+    graph = _build("article")
+    with graph.as_default(), tf.Session(graph=graph) as sess:
+        sess.run(tf.global_variables_initializer())
+        tf.train.Saver().save(sess, str(tmp_path / "ckpt" / "model.ckpt"))
+    out = tmp_path / "layers.json"
+    done = subprocess.run([sys.executable, "-m", "tf1_repro", "find", str(tmp_path / "ckpt"),
+                           "--json", str(out)], capture_output=True, text=True, cwd=support.ROOT,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "BN bn [article] eps=1e-05 decay=0.9 mode=training (Placeholder) updates=output" in done.stdout
+    assert "prediction feeds: training:0=False" in done.stdout
+    payload = json.loads(out.read_text())
+    assert payload["format"] == "checkpoint" and payload["prediction_feeds"] == {"training:0": False}
+    assert payload["bn_layers"][0]["moving_mean"] == "bn/bn/moments/Squeeze/ema"
+    missing = subprocess.run([sys.executable, "-m", "tf1_repro", "find", str(tmp_path / "nope")],
+                             capture_output=True, text=True, cwd=support.ROOT, timeout=300)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == (f"python -m tf1_repro find: {tmp_path / 'nope'}: no such file "
+                                      f"or checkpoint prefix")
