@@ -47,6 +47,9 @@ EXAMPLES = {
     "compare-keras3": "python -m tf1_repro compare-keras3 --json runs/compare_keras3.json",
     "recalibrate": "python -m tf1_repro recalibrate runs/demo --data data.npz --out runs/recalibrated "
                    "--labels y --predictions ArgMax:0",
+    "to-inference": "python -m tf1_repro to-inference runs/demo --outputs logits/add,ArgMax --out "
+                    "runs/serving --json runs/serving.json",
+    "bench-inference": "python -m tf1_repro bench-inference --json runs/bench_inference.json",
 }
 
 
