@@ -335,3 +335,16 @@ def test_find_command_prints_the_layers_and_writes_json(tmp_path):
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip() == (f"python -m tf1_repro find: {tmp_path / 'nope'}: no such file "
                                       f"or checkpoint prefix")
+
+
+def test_channels_first_fused_layer_reports_its_channel_axis():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 3, 2, 2], name="x")
+        scale, offset = tf.constant(np.ones(3, np.float32)), tf.constant(np.zeros(3, np.float32))
+        tf.nn.fused_batch_norm(x, scale, offset, mean=tf.constant(np.zeros(3, np.float32)),
+                               variance=tf.constant(np.ones(3, np.float32)), is_training=False,
+                               data_format="NCHW")
+    (layer,) = finder.find(graph).bn_layers
+    assert layer.channel_axis == 1 and layer.statistics_used_at_prediction is True
+    assert finder.find(_build("article")).bn_layers[0].channel_axis == -1

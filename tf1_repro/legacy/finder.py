@@ -120,6 +120,7 @@ class BNLayer:
     statistics_used_at_prediction: bool = None
     variance_estimator: str = None
     stat_shape: tuple = None
+    channel_axis: int = -1
     bn_ops: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
 
@@ -803,7 +804,19 @@ class _Finder:
                        updates_at_prediction=upd["at_prediction"], zero_debias=upd["zero_debias"],
                        mode=mode, statistics_used_at_prediction=used,
                        variance_estimator=upd["estimator"],
-                       stat_shape=shape, bn_ops=[u["op"].name for u in units], notes=notes)
+                       stat_shape=shape, channel_axis=self._channel_axis(units),
+                       bn_ops=[u["op"].name for u in units], notes=notes)
+
+    @staticmethod
+    def _channel_axis(units):
+        """-1 (channels last) unless a fused op says ``data_format: NCHW``/``NCDHW`` (axis 1)."""
+        for u in units:
+            if u["op"].type in FUSED:
+                fmt = u["op"].get_attr("data_format")
+                fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+                if fmt.startswith("NC"):
+                    return 1
+        return -1
 
     @staticmethod
     def _variable_shape(op):
