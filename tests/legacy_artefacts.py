@@ -312,6 +312,30 @@ def _build_saved_model(keep_prob):
     return build
 
 
+def _build_keras_sequential(out_dir):
+    """A tf-keras Sequential (Dense, BN, ReLU, Dropout 0.5, Dense) fitted by ``model.fit`` in a TF1
+    graph, exported as a SavedModel: Keras' learning phase switches BN and dropout."""
+    import tf_keras as keras  # pylint: disable=import-outside-toplevel
+    with tf.Graph().as_default() as graph:
+        model = keras.Sequential([keras.layers.Dense(8, input_shape=(FEATURES,), name="hidden"),
+                                  keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(),
+                                  keras.layers.Dropout(0.5, name="dropout"),
+                                  keras.layers.Dense(CLASSES, name="logits")])
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        xb, yb = next(_batches((FEATURES,), 1))
+        model.fit(np.concatenate([xb] * 4), np.concatenate([yb] * 4), epochs=2, verbose=0)
+        sess = tf.keras.backend.get_session()
+        path = os.path.join(out_dir, "saved_model")
+        builder = tf.saved_model.builder.SavedModelBuilder(path)
+        signature = tf.saved_model.signature_def_utils.predict_signature_def(
+            inputs={"x": model.inputs[0]}, outputs={"y": model.outputs[0]})
+        with graph.as_default():
+            builder.add_meta_graph_and_variables(sess, [tf.saved_model.tag_constants.SERVING],
+                                                 signature_def_map={"serving_default": signature})
+        builder.save()
+    return path
+
+
 def _build_demo_checkpoint(out_dir):
     """The project's ArticleModel (dense, width 8, the article's bn_layer and keep_prob dropout),
     40 Adam steps; returns the checkpoint directory (with model.json)."""
@@ -381,6 +405,11 @@ SUITE = {c.name: c for c in [
           _build_saved_model(lambda: tf.placeholder_with_default(1.0, [], name="keep_prob")),
           "saved_model", set(), True, "SavedModel with keep_prob placeholder_with_default(1.0)",
           feeds={"training:0": False, "keep_prob:0": 1.0}),
+    _case("keras_sequential_saved_model", _build_keras_sequential, "saved_model", set(), True,
+          "tf-keras Sequential with BN and Dropout(0.5) fitted in a TF1 graph, as a SavedModel "
+          "(the dropout rate is a Const, switched off by the learning phase)",
+          inputs={"hidden_input:0": (None, FEATURES)}, outputs=("logits/BiasAdd:0",),
+          feeds={"keras_learning_phase:0": False}),
     _case("nan_variance", _build_tf_layers("UPDATE_OPS", edit=_set_first(
         "block1/batch_normalization/moving_variance", np.nan)), "checkpoint",
           {"stats-not-finite", NO_DEFAULT}, False,

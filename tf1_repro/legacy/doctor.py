@@ -328,7 +328,8 @@ def _layers(doc):
                        "_stats_at_prediction": b.statistics_used_at_prediction,
                        "_bn_ops": list(b.bn_ops)})
     dropouts = [{"name": d.name, "kind": d.kind, "keep_prob": d.keep_prob,
-                 "convention": d.convention, "output": d.output} for d in result.dropouts]
+                 "convention": d.convention, "mode": d.mode.to_dict() if d.mode else None,
+                 "output": d.output} for d in result.dropouts]
     return layers, dropouts, result, notes
 
 
@@ -524,10 +525,12 @@ def _serving_dropout_checks(doc, dropouts, fmt):
     if fmt not in ("saved_model", "frozen_graph"):
         return out
     for d in dropouts:
-        kp = d["keep_prob"] or {}
+        kp, mode = d["keep_prob"] or {}, d["mode"]
         value = kp.get("value")
         if kp.get("source") != "const" or value is None:
             continue
+        if mode is not None and not (mode["op"] == "Const" and bool(mode["default"])):
+            continue  # a mode input switches it off at prediction (Keras' learning phase)
         if (kp.get("param") == "rate" and value > 0) or (kp.get("param") != "rate" and value < 1):
             out.append(_finding("dropout-at-inference", d["name"],
                                 f"{kp.get('param', 'keep_prob')} is a Const {value:g} "
