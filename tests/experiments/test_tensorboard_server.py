@@ -4,10 +4,6 @@ graph with the article's tf.cond (Switch/Merge) and EMA ops. Then the server is 
 
 import json
 import math
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -16,17 +12,12 @@ from google.protobuf import text_format
 from tensorflow.core.framework import graph_pb2
 
 from tf1_repro import experiments
+from tf1_repro.experiments import tensorboard
 
 pytestmark = pytest.mark.slow  # ~10 s: three small experiments, then the server's start
 
 SMALL = {"train-vs-inference": {"steps": "40"}, "ema-bias": {"steps": "20"},
          "mc-dropout": {"passes": "16"}}
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(base, path, **query):
@@ -50,30 +41,11 @@ def server(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("tensorboard")
     payloads = {name: experiments.run_experiment(name, overrides, logdir=str(logdir))
                 for name, overrides in SMALL.items()}
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-                             "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        runs = []
-        while time.monotonic() < deadline and sorted(runs) != sorted(SMALL):
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                runs = json.loads(_get(base, "/data/runs"))
-            except OSError:
-                pass
-            time.sleep(0.5)
+    with tensorboard.serve(logdir, runs=SMALL) as base:
+        runs = json.loads(_get(base, "/data/runs"))
         yield base, payloads, runs
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
-    assert proc.returncode is not None  # stopped
+    with pytest.raises(OSError):  # stopped: nothing listens on its port any more
+        _get(base, "/data/runs")
 
 
 def test_every_experiment_run_is_listed(server):

@@ -2,10 +2,18 @@
 
 The graph shows the article's ``tf.cond`` and EMA ops; scalars come from the
 experiment's series (one tag per line), histograms from arrays it recorded.
-View with ``pip install tensorboard`` then ``tensorboard --logdir DIR``.
+View with ``make tensorboard`` (``tensorboard --logdir runs/tensorboard --host 127.0.0.1
+--port 6006``); ``serve`` starts such a server for a test or a script and stops it.
 """
 
+import contextlib
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -41,3 +49,50 @@ def write_result(logdir, name, result):
     finally:
         writer.close()
     return run_dir
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(logdir, runs=(), port=None, host="127.0.0.1", timeout=90.0):
+    """Run a real TensorBoard server on ``host:port`` (a free port by default) over ``logdir``.
+
+    Waits until ``/data/runs`` lists every name in ``runs`` (``TimeoutError`` after
+    ``timeout`` seconds, ``RuntimeError`` if the server exits), yields its base URL,
+    then stops it (terminate, kill after 20 s).
+    """
+    port = port or free_port(host)
+    base = f"http://{host}:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+                             "--host", host, "--port", str(port), "--reload_interval", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"tensorboard exited with status {proc.returncode}: "
+                                   f"{proc.stdout.read().strip()[-500:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/data/runs", timeout=5) as response:
+                    listed = json.loads(response.read().decode())
+                if set(runs) <= set(listed):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tensorboard on {base} did not list {sorted(runs)} within "
+                                   f"{timeout:g} s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
