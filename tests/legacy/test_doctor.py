@@ -188,6 +188,14 @@ def test_bad_inputs_exit_2_with_one_line(legacy_artefact, capsys, tmp_path):
                   "--data labels:0 is not an input of the outputs run"))
     np.savez(tmp_path / "shape.npz", x=np.zeros((3, 5), np.float32))  # x is [None, 6]
     cases.append(([path, "--data", str(tmp_path / "shape.npz")], "the inputs do not fit"))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for f in os.listdir(os.path.dirname(path)):  # a copy with its .data file cut in half
+        if f.startswith(os.path.basename(path) + "."):
+            with open(os.path.join(os.path.dirname(path), f), "rb") as src:
+                data = src.read()
+            (corrupt / f).write_bytes(data[:len(data) // 2] if ".data-" in f else data)
+    cases.append(([str(corrupt / os.path.basename(path))], "is unreadable (IndexError"))
     for argv, expected in cases:
         code, _, err = _cli(capsys, *argv)
         assert code == 2, argv

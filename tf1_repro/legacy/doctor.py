@@ -215,7 +215,13 @@ class _Artefact:
         if not name:
             return None
         if name in self.variables:
-            return np.asarray(self.art.read(name))
+            try:
+                return np.asarray(self.art.read(name))
+            except artefacts.ArtefactError as err:
+                raise DoctorError(f"{WHERE}: {err}") from None
+            except Exception as err:  # pylint: disable=broad-except  (a truncated or corrupt file)
+                raise DoctorError(f"{WHERE}: {self.art.checkpoint}: variable {name} is unreadable "
+                                  f"({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
         node = self.nodes.get(_node(name))
         if node is not None and node.op == "Const":
             return tf.make_ndarray(node.attr["value"].tensor)
@@ -879,9 +885,10 @@ def _open(doc):
     except artefacts.ArtefactError as err:
         sess.close()
         raise DoctorError(f"{WHERE}: {err}") from None
-    except Exception:
+    except Exception as err:  # pylint: disable=broad-except  (a truncated or corrupt checkpoint)
         sess.close()
-        raise
+        raise DoctorError(f"{WHERE}: {doc.art.checkpoint}: the checkpoint cannot be restored "
+                          f"({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
     return sess
 
 
@@ -937,7 +944,10 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
         art = artefacts.load(s.path)
     except artefacts.ArtefactError as err:
         raise DoctorError(f"{WHERE}: {err}") from None
-    doc = _Artefact(art)
+    try:
+        doc = _Artefact(art)
+    except artefacts.ArtefactError as err:
+        raise DoctorError(f"{WHERE}: {err}") from None
     layers, dropouts, result, notes = _layers(doc)
     report = {"source": art.source, "format": art.format, "bn_layers": [], "dropouts": [],
               "findings": [], "healthy": True, "ran": False, "notes": notes}
