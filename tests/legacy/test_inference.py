@@ -362,3 +362,68 @@ def test_cli_names_an_op_a_format_cannot_take(tmp_path, capsys):
     assert err == ("python -m tf1_repro to-inference: error: tflite: op MatrixDeterminant is not a "
                    "TFLite builtin op\n")
     assert not (tmp_path / "o").exists()
+
+
+# ---- mode switches of other kinds: tf.layers fused on a placeholder, rate, Keras learning phase
+
+def _fused_with_rate():
+    from tf1_repro.legacy.implementations import tf_layers_batch_normalization
+    x = tf.placeholder(tf.float32, [None, 4, 4, 2], name="x")
+    training = tf.placeholder(tf.bool, name="training")
+    rate = tf.placeholder(tf.float32, name="rate")
+    h = tf.nn.conv2d(x, tf.Variable(RNG.normal(size=(3, 3, 2, C)).astype(np.float32)),
+                     [1, 1, 1, 1], "SAME")
+    h = tf_layers_batch_normalization()(h, training=training, fused=True)
+    out = tf.identity(tf.reduce_mean(tf.nn.dropout(tf.nn.relu(h), rate=rate), [1, 2]), name="y")
+    return out, {training: True, rate: 0.3}
+
+
+def _keras_learning_phase():
+    import tf_keras  # pylint: disable=import-outside-toplevel
+    x = tf.placeholder(tf.float32, [None, 4, 4, 2], name="x")
+    h = tf_keras.layers.BatchNormalization()(tf_keras.layers.Conv2D(C, 3, padding="same")(x))
+    h = tf_keras.layers.Dropout(0.5)(tf_keras.layers.ReLU()(h))
+    out = tf.identity(tf_keras.layers.GlobalAveragePooling2D()(h), name="y")
+    return out, {tf_keras.backend.learning_phase(): 1}
+
+
+@pytest.mark.parametrize("build,feeds", [
+    (_fused_with_rate, {"training:0": False, "rate:0": 0.0}),
+    (_keras_learning_phase, {"keras_learning_phase:0": False}),
+])
+def test_mode_switches_are_bound_and_the_fused_bn_folds(build, feeds, tmp_path):
+    with tf.Graph().as_default() as g:
+        out, train_feeds = build()
+        x = g.get_tensor_by_name("x:0")
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            batch = RNG.normal(3.0, 2.0, (8, 4, 4, 2)).astype(np.float32)
+            sess.run([out] + tf.get_collection(tf.GraphKeys.UPDATE_OPS), {x: batch, **train_feeds})
+            tf.train.Saver().save(sess, str(tmp_path / "m.ckpt"))
+    report = inf.to_inference(str(tmp_path / "m.ckpt"), ["y"], str(tmp_path / "o"),
+                              formats=["frozen", "onnx"], latency_runs=0)
+    assert report["ok"] and report["feeds"] == feeds
+    assert [(b["kind"], b["folded"]) for b in report["bn_layers"]] == [("fused", True)]
+    assert report["dropouts_removed"] == ["dropout"] and report["dropouts_kept"] == []
+    assert report["training_ops_left"] == []
+    assert report["ops_after"] == {"Placeholder": 1, "Const": 3, "Conv2D": 1, "BiasAdd": 1,
+                                   "Relu": 1, "Mean": 1, "Identity": 1}
+
+
+def test_data_file_rows_are_the_check_inputs(article_checkpoint, tmp_path):
+    prefix, names, _ = article_checkpoint
+    rows = RNG.normal(3.0, 2.0, (5, 4, 4, 2)).astype(np.float32)  # tiled to 16
+    report = inf.to_inference(prefix, list(names), str(tmp_path), formats=["tflite"],
+                              data={"x": rows}, latency_runs=0)
+    assert report["ok"] and report["artefacts"]["tflite"]["max_abs_diff"] <= 1e-4
+    with pytest.raises(inf.InferenceError, match=r"--data: no array named x \(has y\)"):
+        inf.to_inference(prefix, list(names), str(tmp_path / "o"), data={"y": rows})
+
+
+def test_cli_exit_1_when_an_artefact_differs(legacy_artefact, tmp_path, capsys):  # noqa: F811
+    code, out, _ = _cli(capsys, legacy_artefact("ema_outside_cond"), "--outputs", "logits:0",
+                        "--out", str(tmp_path / "o"), "--formats", "frozen", "--latency-runs", "0")
+    assert code == 1
+    assert "! update ops that ran at prediction were dropped: bn/ema/AssignMovingAvg, " \
+           "bn/ema/AssignMovingAvg_1" in out
+    assert out.rstrip().endswith("FAILED: an artefact differs from the original (exit 1)")

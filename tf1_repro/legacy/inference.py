@@ -832,10 +832,24 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
     return {"folded": folded, "unfolded": unfolded, "inputs": inputs, "outputs": outputs,
             "feeds": {f"{k}:0": _jsonable(v) for k, v in bound.items()},
             "bn_layers": bn_report,
-            "dropouts_removed": [d.name for d in remove], "dropouts_kept": kept_dropouts,
+            "dropouts_removed": _dropouts_gone(findings.dropouts, remove, kept_dropouts, folded),
+            "dropouts_kept": [k for k in kept_dropouts
+                              if k["name"] not in _dropouts_gone(findings.dropouts, remove,
+                                                                 kept_dropouts, folded)],
             "update_ops_dropped": dropped, "ops_before": op_counts(before),
             "ops_after": op_counts(folded), "ops_unfolded": op_counts(unfolded),
             "training_ops_left": training_only_ops(folded)}
+
+
+def _dropouts_gone(dropouts, removed, kept, final):
+    """Names of the dropouts replaced by their input, and of those whose random ops no longer
+    exist in ``final`` (a mode switch such as Keras' learning phase resolved them)."""
+    left = nodes_by_name(final)
+    kept_names = {k["name"] for k in kept}
+    gone = [d.name for d in removed]
+    gone += [d.name for d in dropouts if d.name in kept_names and d.random_ops
+             and not any(node_name(r) in left for r in d.random_ops)]
+    return gone
 
 
 def _write_ops_of(graph_def, sources, final):
