@@ -179,6 +179,7 @@ def test_bad_inputs_exit_2_with_one_line(legacy_artefact, capsys, tmp_path):
         ([path, "--feed", "nope=1"], "--feed nope: no such tensor in"),
         ([path, "--feed", "training=maybe"], "--feed training must be true or false"),
         ([path, "--input-shape", "x=4,a"], "--input-shape must be NAME=N,..."),
+        ([path, "--input-shape", "labels=4"], "--input-shape labels is not an input of the outputs"),
         ([path, "--data", str(not_npz)], "x.npz: not a readable .npz file"),
         ([path, "--json", str(tmp_path / "no" / "r.json")], "its directory does not exist"),
         ([], "the following arguments are required: PATH"),

@@ -739,6 +739,11 @@ def _random_inputs(inputs, s, source):
         else:
             raise DoctorError(f"{WHERE}: input {t.op.name} in {source} is {dtype.name}: give it "
                               "with --data")
+    names = {t.op.name for t in inputs} | {t.name for t in inputs}
+    stray = sorted(set(s.input_shapes) - names)
+    if stray:
+        raise DoctorError(f"{WHERE}: --input-shape {stray[0]} is not an input of the outputs run in "
+                          f"{source} (inputs: {', '.join(sorted(t.name for t in inputs)) or 'none'})")
     unused = sorted(set(by_key) - {t.name for t in inputs})
     if unused:
         raise DoctorError(f"{WHERE}: --data {unused[0]} is not an input of the outputs run in "
