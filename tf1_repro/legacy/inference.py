@@ -1,25 +1,36 @@
-"""Passes that turn a TF1 training GraphDef into a prediction GraphDef, one job each.
+"""to-inference: a TF1 training graph made into a verified prediction graph, pass by pass.
 
 Every pass takes a ``GraphDef`` and returns a new one (the input is never
 changed); node names are kept, so input placeholders and output tensors keep
-their names. The order ``to_inference`` runs them in:
+their names. ``convert`` runs them in this order:
 
-1. ``bind_placeholders``: a mode placeholder becomes a ``Const`` of its
-   prediction value (same name).
-2. ``prune``: keep only what the outputs need (data and control inputs).
-3. ``fold_constants`` and ``resolve_switches``, until nothing changes: a node
-   whose inputs are all constant and that has no state becomes a ``Const``
-   (evaluated by TensorFlow); a ``Switch`` whose predicate is constant becomes
-   an ``Identity`` of its data on the live port, everything fed only by the
-   dead port is dead (a ``Merge`` is dead only when all its inputs are) and
-   disappears, EMA/assign ops of the training branch with it; a ``Merge``
-   with one live input becomes an ``Identity`` of it.
-4. ``freeze_variables``: the variables still needed become ``Const`` nodes with
-   the session's values (``convert_variables_to_constants`` on the pruned
-   graph: on the unpruned training graph it keeps the assigns and fails).
-5. ``replace_with_identity`` (dropout at keep_prob 1 is ``x``),
-   ``remove_identities`` and ``affine_chain`` / ``fold_batch_norm`` (see
-   ``tf1_repro.legacy.bn_folding``).
+1. ``bind_placeholders``: each mode placeholder the finder found becomes a
+   ``Const`` of its prediction value (training False, keep_prob 1.0, rate 0,
+   learning phase 0; ``feeds`` override).
+2. ``replace_with_identity`` for each dropout that is the identity at that
+   value (keep_prob 1 / rate 0): its output becomes ``Identity(input)``.
+3. ``simplify``: ``prune`` to the outputs, then ``fold_constants`` and
+   ``resolve_switches`` until nothing changes. A stateless node whose data
+   inputs are constant becomes a ``Const`` (evaluated by TensorFlow); a
+   ``Switch`` whose predicate is a ``Const`` becomes an ``Identity`` of its data
+   on the live port, everything fed by the dead port is dead (a ``Merge`` only
+   when all its inputs are) and disappears, the EMA/assign ops of the training
+   branch with it; a ``Merge`` with one live input becomes an ``Identity``.
+4. Control inputs are dropped once no Switch is left (they only ordered side
+   effects; update ops they ran at prediction are named in the report), then
+   ``freeze_variables`` (``convert_variables_to_constants`` on the pruned graph:
+   on the unpruned training graph it keeps the assigns and the import fails),
+   ``simplify`` again and ``remove_identities``.
+5. ``fold_batch_norm`` for each BN: ``affine_chain`` walks back from the BN's
+   output through per-channel affine ops with constant operands and composes
+   them in float64 into ``y = x * s + o``; when ``x`` is a MatMul/Conv2D/
+   DepthwiseConv2dNative with a constant kernel read by nothing else, the
+   kernel's output channel c is scaled by ``s[c]`` and ``o`` becomes a BiasAdd;
+   otherwise the BN stays one Mul and one AddV2 with constant ``s`` and ``o``.
+
+``to_inference`` loads the artefact, converts, writes the formats
+(``tf1_repro.legacy.formats``), verifies each against the original graph run
+with the prediction feeds and times the variants.
 """
 
 import collections
@@ -56,12 +67,6 @@ def _port(name):
 
 def _is_control(name):
     return name.startswith("^")
-
-
-def _copy(graph_def):
-    out = tf.GraphDef()
-    out.CopyFrom(graph_def)
-    return out
 
 
 def _with_nodes(graph_def, nodes):
