@@ -832,7 +832,7 @@ def _dynamic(doc, s, layers, dropouts, result, report):
     try:
         state = _State(graph, sess, needed)
         return _three_runs(sess, [graph.get_tensor_by_name(n) for n in outputs], feeds, batch,
-                           state, layers, outputs)
+                           state, layers, outputs, notes)
     except ValueError as err:  # a fed value TensorFlow refuses (shape or dtype)
         raise DoctorError(f"{WHERE}: {doc.art.source}: the inputs do not fit "
                           f"({str(err).splitlines()[0][:200]}); check --data, --input-shape "
@@ -901,7 +901,8 @@ def _given(t, s):
     return t.op.name in s.input_shapes or t.name in s.data or t.op.name in s.data
 
 
-def _three_runs(sess, fetch, feeds, batch, state, layers, outputs):
+def _three_runs(sess, fetch, feeds, batch, state, layers, outputs, notes):
+    """Findings of the three runs (see the module docstring); state is reset after each."""
     out = []
     stat_names = {layer[r]: layer["name"] for layer in layers
                   for r in ("moving_mean", "moving_variance") if layer[r]}
@@ -912,6 +913,10 @@ def _three_runs(sess, fetch, feeds, batch, state, layers, outputs):
         names = [n for n in changed if stat_names.get(n) == layer_name]
         out.append(_finding("updates-on-inference", layer_name,
                             f"a prediction run changed {', '.join(names)}"))
+    others = [n for n in changed if n not in stat_names]
+    if others:
+        notes.append(f"a prediction run also changed {len(others)} variable(s) that are not BN "
+                     f"statistics: {', '.join(others[:5])}")
     state.reset()
     second = sess.run(fetch, {**feeds, **batch})
     differ = [name for name, a, b in zip(outputs, first, second) if not _same(a, b)]
@@ -922,11 +927,14 @@ def _three_runs(sess, fetch, feeds, batch, state, layers, outputs):
         state.reset()
         return out
     state.reset()
+    n = next(iter(batch.values())).shape[0] if batch else 0
+    if n < 2:
+        notes.append("batch dependence not checked: the inputs hold fewer than 2 samples")
+        return out
     other = sess.run(fetch, {**feeds, **{t: _replace_rest(v) for t, v in batch.items()}})
     state.reset()
-    n = next(iter(batch.values())).shape[0] if batch else 0
     dependent = [name for name, a, b in zip(outputs, first, other)
-                 if np.ndim(a) and np.shape(a)[0] == n and n > 1 and not _same(a[:1], b[:1])]
+                 if np.ndim(a) and np.shape(a)[0] == n and not _same(a[:1], b[:1])]
     if dependent:
         out.append(_finding("inference-batch-dependent", None,
                             f"sample 0's {', '.join(dependent)} changes when the rest of its batch "
