@@ -13,7 +13,7 @@ times, in interleaved rounds:
 
 in this process (TensorFlow already imported), and once each through the CLI in a
 fresh process (``python -m tf1_repro doctor PREFIX [--no-run]``, wall clock including
-the TensorFlow import).
+the TensorFlow import, which a process that only imports TensorFlow also times).
 """
 
 import argparse
@@ -105,6 +105,14 @@ def _cli_seconds(prefix, *flags):
     return time.perf_counter() - started
 
 
+def _import_seconds():
+    """Wall time of a fresh process that only imports TensorFlow as the CLI does."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "from tf1_repro import runtime; runtime.use_tf1_behavior()"],
+                   capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
 def run(rounds=3, out_dir=None, log=print):
     """Measure; returns a JSON-able dict of seconds (median and min of ``rounds``)."""
     import warnings  # pylint: disable=import-outside-toplevel
@@ -125,9 +133,11 @@ def run(rounds=3, out_dir=None, log=print):
                         else doctor.diagnose(prefix, run=False)
                     times[kind].append(time.perf_counter() - started)
                     log(f"round {i + 1} {kind:6s} {times[kind][-1]:.2f} s")
-        cli = {"static": _cli_seconds(prefix, "--no-run"), "full": _cli_seconds(prefix)}
+        cli = {"static": _cli_seconds(prefix, "--no-run"), "full": _cli_seconds(prefix),
+               "tensorflow_import": _import_seconds()}
         log(f"CLI (fresh process, TensorFlow import included): static {cli['static']:.2f} s, "
-            f"full {cli['full']:.2f} s")
+            f"full {cli['full']:.2f} s; a fresh process that only imports TensorFlow "
+            f"{cli['tensorflow_import']:.2f} s")
     result = {
         "model": "ResNet-50, tf.layers fused BN, random weights, checkpoint + .meta",
         "bn_layers_built": layers, "bn_layers_found": len(report["bn_layers"]),
