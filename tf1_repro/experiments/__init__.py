@@ -52,7 +52,8 @@ def run_experiment(name, overrides=None, seed=0, bn=None, logdir=None, plot_dir=
         payload["logdir"] = tensorboard.write_result(logdir, name, result)
     if plot_dir:
         from tf1_repro.experiments import plots  # pylint: disable=import-outside-toplevel
-        payload["plots"] = plots.save(plot_dir, name, result.series, log=log)
+        payload["plots"] = plots.save(plot_dir, name, result.series, log=log, claims=result.claims,
+                                      statement=experiment.claim)
     return payload
 
 

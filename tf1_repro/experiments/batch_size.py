@@ -89,12 +89,18 @@ def run(p, seed, bn):
               f"{CHANNELS}) (Gaussian data; tolerance 5 standard errors)",
               max(z_scores) if z_scores else float("nan"), 0.0, 5.0),
     ]
+    var_se = [5 * np.sqrt(2 * (n - 1)) / n / np.sqrt(BATCHES * CHANNELS) for n in sizes]
     series = {"batch_mean_spread": Series(sizes, {
         "measured spread": [r[1] for r in rows], "std/sqrt(n)": [r[2] for r in rows]},
-        "batch size n", "std of batch means", log_x=True, log_y=True),
+        "batch size n", "std of batch means", log_x=True, log_y=True, theory=["std/sqrt(n)"],
+        band={"std/sqrt(n)": ([r[2] * (1 - spread_tol) for r in rows],
+                              [r[2] * (1 + spread_tol) for r in rows])}, claim="batch-mean-noise"),
         "batch_variance": Series(sizes, {"mean batch var / std^2": var_ratios,
                                          "(n-1)/n": [(n - 1) / n for n in sizes]},
-                                 "batch size n", "ratio", log_x=True)}
+                                 "batch size n", "ratio", log_x=True, theory=["(n-1)/n"],
+                                 band={"(n-1)/n": ([(n - 1) / n - e for n, e in zip(sizes, var_se)],
+                                                   [(n - 1) / n + e for n, e in zip(sizes, var_se)])},
+                                 claim="batch-var-bias")}
     return Result(
         headers=["n", "spread of batch means", "std/sqrt(n)", "ratio", "mean |batch mean - mean|",
                  "mean batch var / std^2", "(n-1)/n"],

@@ -60,13 +60,28 @@ def _json_number(value):
 
 @dataclasses.dataclass
 class Series:
-    """One figure: y-lines over a shared x (TensorBoard scalars and a PNG plot)."""
+    """One figure: y-lines over a shared x (TensorBoard scalars and a PNG plot).
+
+    For the figure (``tf1_repro.experiments.plots``): ``theory`` names the lines that
+    are closed forms (drawn as lines; the others are measured, drawn as markers);
+    ``band`` gives a theory line's tolerance as (lower, upper) lists over x, shaded;
+    ``reference`` adds horizontal lines {label: (y, half-width or 0)};
+    ``categories`` labels x for bar charts (x are then 0..k-1); ``claim`` is the id
+    of the claim the figure shows (its verdict goes in the title); ``symlog_y`` is a
+    log axis that also shows 0.
+    """
     x: List[float]
     lines: Dict[str, List[float]]
     x_label: str = "step"
     y_label: str = ""
     log_x: bool = False
     log_y: bool = False
+    theory: List[str] = dataclasses.field(default_factory=list)
+    band: Dict[str, tuple] = dataclasses.field(default_factory=dict)
+    reference: Dict[str, tuple] = dataclasses.field(default_factory=dict)
+    categories: Optional[List[str]] = None
+    claim: Optional[str] = None
+    symlog_y: bool = False
 
     def to_dict(self):
         return {"x": [_plain(v) for v in self.x], "x_label": self.x_label, "y_label": self.y_label,

@@ -136,14 +136,19 @@ def run(p, seed, bn):
     series = {
         "moving_variance_matched": Series(list(range(1, horizon + 1)),
                                           {f"decay {d:g}": v for d, v in matched_var.items()},
-                                          "step", "moving variance (moment-matched batches)"),
+                                          "step", "moving variance (moment-matched batches)",
+                                          log_x=True, reference={f"std^2 ± 1%": (std ** 2, 0.01 * std ** 2)},
+                                          claim=f"steps-to-1pct-decay-{decays[len(decays) // 2]:g}"),
         "moving_variance_random": Series(list(range(1, horizon + 1)),
                                          {f"decay {d:g}": v for d, v in random_var.items()},
-                                         "step", "moving variance (random batches)"),
+                                         "step", "moving variance (random batches)", log_x=True,
+                                         reference={f"(n-1)/n std^2, n={BATCH}":
+                                                    ((BATCH - 1) / BATCH * std ** 2, 0)}),
         "zero_init_bias": Series(list(range(1, steps + 1)), {
             "shadow mean": const_means,
             "mean*(1-decay^k)": [mean * (1 - decay ** k) for k in range(1, steps + 1)]},
-            "step", "moving mean (constant batches)"),
+            "step", "moving mean (constant batches)", theory=["mean*(1-decay^k)"],
+            reference={f"debiased mean {mean:g}": (mean, 0)}, claim="zero-init-bias"),
     }
     return Result(
         headers=["decay", "expected steps to 1%", "measured (matched batches)",

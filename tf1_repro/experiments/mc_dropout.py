@@ -86,9 +86,16 @@ def run(p, seed, bn):
               f"5 standard errors over {SAMPLES} samples, {5 * _se(var_ratio):.3g})",
               float(var_ratio.mean()), 1.0, 5 * _se(var_ratio)),
     ]
+    # mc-mean-converges: mean normalised squared error 1 +- tol, i.e. RMS error x sqrt(1 +- tol)
+    tol = 5 * _se(errors[passes])
     series = {"mc_error": Series(levels, {"RMS |MC mean - deterministic|": [r[1] for r in rows],
                                           "theory sd/sqrt(passes)": [r[2] for r in rows]},
-                                 "passes", "logit error", log_x=True, log_y=True)}
+                                 "passes", "logit error", log_x=True, log_y=True,
+                                 theory=["theory sd/sqrt(passes)"],
+                                 band={"theory sd/sqrt(passes)": (
+                                     [r[2] * np.sqrt(max(0.0, 1 - tol)) for r in rows],
+                                     [r[2] * np.sqrt(1 + tol) for r in rows])},
+                                 claim="mc-mean-converges")}
     return Result(headers=["passes", "RMS error of MC mean", "theory RMS sd/sqrt(passes)",
                            "normalised squared error (expect 1)"],
                   rows=rows, claims=claims, series=series, graph=graph, notes=notes,

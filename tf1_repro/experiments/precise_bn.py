@@ -19,7 +19,7 @@ import tensorflow.compat.v1 as tf
 from tf1_repro.model import data
 from tf1_repro.layers.bn import bn_variables
 from tf1_repro.experiments import _common
-from tf1_repro.experiments.core import Claim, Param, Result, at_least, data_param, register
+from tf1_repro.experiments.core import Claim, Param, Result, Series, at_least, data_param, register
 
 DECAY = 0.9
 TEST = 4096
@@ -105,6 +105,13 @@ def run(p, seed, bn):
     return Result(
         headers=["layer", "mean |EMA var / exact var - 1|", "accuracy (EMA)", "accuracy (precise)"],
         rows=rows, claims=claims, graph=graph,
+        series={"normalization_gap": Series([0, 1], {"max |mean(output) - beta| / |gamma|": [
+            ema_gap, precise_gap]}, f"statistics used at prediction ({len(x_train)} training samples)",
+            "training-set normalisation gap", log_y=True,
+            categories=["EMA shadows", "exact (PreciseBN)"],
+            reference={"float32 tolerance (exact statistics)": (tol, 0),
+                       "0.1 x EMA noise (the EMA's gap is above)": (0.1 * noise, 0)},
+            claim="precise-bn-normalizes-training-set")},
         notes=[f"training-set normalisation gap: EMA {ema_gap:.3g}, precise {precise_gap:.3g}",
                f"held-out accuracy on {len(y_test)} {dataset.name} samples: EMA {acc_ema:.4f}, precise {acc_precise:.4f}; "
                f"the two disagree on {disagree:.2%} of samples. Exact statistics are not always more "

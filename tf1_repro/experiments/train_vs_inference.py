@@ -61,10 +61,15 @@ def run(p, seed, bn):
     series = {"logit_difference": Series(CHUNKS, {
         "training=False": [infer_diff[c] for c in CHUNKS],
         "training=True": [train_diff[c] for c in CHUNKS]},
-        "samples per session.run", f"max |logits - logits(chunk {full})|", log_x=True),
+        "samples per session.run", f"max |logits - logits(chunk {full})|", log_x=True, symlog_y=True,
+        reference={"0 (training=False tolerance: 64 ulps)": (0.0, tol)},
+        claim="inference-batch-independent"),
         "accuracy": Series(CHUNKS, {"training=False": [r[2] for r in rows],
                                     "training=True": [r[4] for r in rows]},
-                           "samples per session.run", "accuracy", log_x=True)}
+                           "samples per session.run", f"held-out accuracy ({dataset.name})",
+                           categories=[str(c) for c in CHUNKS],
+                           reference={"largest class share (one class for all)": (largest_share, 0)},
+                           claim="single-sample-training-mode-one-class")}
     return Result(
         headers=["samples per run", "infer: max diff", "infer: accuracy", "train-mode: max diff",
                  "train-mode: accuracy"],

@@ -74,6 +74,7 @@ def run(p, seed, bn):
     predict_var = float(z_test.astype(np.float64).var(axis=0).mean())
     ratio = predict_var / measured_moving
     expected_ratio = std ** 2 / expected_moving
+    se_var = np.sqrt(2 / (TEST * CHANNELS))  # relative, Gaussian
     se_ratio = expected_ratio * np.sqrt((se_moving / expected_moving) ** 2 + 2 / (TEST * CHANNELS))
 
     accuracy = _accuracy_cost(k, seed, bn, p["data"])
@@ -97,10 +98,22 @@ def run(p, seed, bn):
         headers=[f"dense model on {p['data']}, keep_prob {k:g}", "held-out accuracy", "bn_hidden moving var (mean)",
                  "bn_hidden input var at prediction (mean)"],
         rows=rows, claims=claims, graph=graph,
-        series={"moving_var_vs_predict_var": Series([0, 1], {
-            "moving variance": [accuracy["moving_var_before"], accuracy["moving_var_after"]],
-            "prediction-time variance": [accuracy["predict_var"]] * 2},
-            "0 = trained, 1 = re-estimated", "bn_hidden variance (channel mean)")},
+        series={"standalone_shift": Series([0, 1], {
+            "measured": [measured_moving, predict_var],
+            "closed form": [expected_moving, std ** 2]},
+            f"standalone layer, x ~ N({mean:g}, {std:g}^2), dropout keep_prob {k:g} before BN",
+            "variance (mean of channels)", theory=["closed form"],
+            # 5 standard errors: the EMA's, and a variance estimate's over TEST x CHANNELS samples
+            band={"closed form": ([expected_moving - 5 * se_moving, std ** 2 * (1 - 5 * se_var)],
+                                  [expected_moving + 5 * se_moving, std ** 2 * (1 + 5 * se_var)])},
+            categories=["moving variance\n(n-1)/n ((m^2+s^2)/k - m^2)", "prediction-time variance\ns^2"],
+            claim="moving-var-matches-train-variance"),
+            "moving_var_vs_predict_var": Series([0, 1], {
+                "moving variance": [accuracy["moving_var_before"], accuracy["moving_var_after"]],
+                "prediction-time variance": [accuracy["predict_var"]] * 2},
+                f"dense model on {p['data']} (held-out accuracy {accuracy['before']:.4f} -> "
+                f"{accuracy['after']:.4f})", "bn_hidden variance (channel mean)",
+                categories=["trained with dropout", "re-estimated, dropout off"])},
         notes=[f"standalone layer: Var_train = {var_train:.4g}, Var_predict = {std ** 2:.4g}, learned "
                f"moving variance {measured_moving:.4g}, prediction-time variance {predict_var:.4g}",
                "model: here bn_hidden feeds the linear logits layer directly, so the shift mostly "
