@@ -1095,12 +1095,16 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             runner = _open_artefact(fmt, name, target, conv["inputs"], served_outputs)
             result = verify(runner, reference, checks, tolerance)
             artefacts[name] = {"path": target, **result, "bytes": fmt.file_size(target)}
-            if name in ("onnx", "tflite"):
+            if name in ("onnx", "tflite") and latency_runs:
                 runners["onnxruntime" if name == "onnx" else "tflite"] = runner
-        runners["frozen_unfolded"] = fmt.open_graph_def(unfolded, served_outputs)
-        runners["folded"] = fmt.open_graph_def(folded, served_outputs)
-        latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners}, timing,
-                                  latency_runs) if latency_runs else {}
+            else:
+                runner.close()  # one model in memory at a time when nothing is timed
+        latency = {}
+        if latency_runs:
+            runners["frozen_unfolded"] = fmt.open_graph_def(unfolded, served_outputs)
+            runners["folded"] = fmt.open_graph_def(folded, served_outputs)
+            latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners}, timing,
+                                      latency_runs)
         for runner in runners.values():
             runner.close()
     finally:
