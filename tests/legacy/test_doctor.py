@@ -248,3 +248,25 @@ def test_saved_model_main_op_never_runs(tmp_path):
     report = doctor.diagnose(str(tmp_path / "sm"))
     assert report["ran"] is True and report["outputs"] == ["out:0"] and report["findings"] == []
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("wired", [False, True])
+def test_update_ops_members_outside_any_layer(tmp_path, wired):
+    """An UPDATE_OPS member no BN layer owns still counts: unwired, it is reported without a layer."""
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, 2], name="x")
+        w = tf.get_variable("w", [2, 1])
+        counter = tf.get_variable("counter", [], initializer=tf.zeros_initializer(), trainable=False)
+        tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, counter.assign_add(1.0, name="count"))
+        loss = tf.reduce_mean(tf.square(tf.matmul(x, w)))
+        with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS) if wired else []):
+            tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    findings = doctor.diagnose(prefix, run=False)["findings"]
+    if wired:
+        assert findings == []
+    else:
+        assert [(f["id"], f["layer"]) for f in findings] == [("update-ops-not-in-train-op", None)]
+        assert "1 UPDATE_OPS member(s)" in findings[0]["message"] and "(e.g. count)" in findings[0]["message"]

@@ -497,22 +497,26 @@ def _train_ops(doc):
 
 
 def _update_checks(doc, layers):
+    """Update ops (the finder's writes to each layer's statistics, and UPDATE_OPS members) that
+    are not among the train op's data or control ancestors."""
     train_ops = _train_ops(doc)
     if not train_ops:
         return []
     ran = doc.ancestors(train_ops)
-    update_ops = set(doc.collection_names("update_ops"))
     out = []
     for layer in layers:
-        stats = {layer["moving_mean"], layer["moving_variance"]} - {None}
-        mine = set(layer["_update_ops"])
-        if not mine:  # UPDATE_OPS members that write this layer's statistics
-            mine = {op for op in update_ops if doc.ancestors([op]) & stats}
-        missing = sorted(op for op in mine if op not in ran)
+        missing = sorted(op for op in layer["_update_ops"] if op not in ran)
         if missing:
             out.append(_finding("update-ops-not-in-train-op", layer["name"],
                                 f"{len(missing)} update op(s) of its moving statistics do not run "
                                 f"with the train op {train_ops[0]} (e.g. {missing[0]})"))
+    known = set().union(*(layer["_update_ops"] for layer in layers)) if layers else set()
+    stray = [m for m in doc.collection_names("update_ops") if m not in ran and m in doc.nodes
+             and not known & doc.ancestors([m])]  # members no layer's finding covers
+    if stray:
+        out.append(_finding("update-ops-not-in-train-op", None,
+                            f"{len(stray)} UPDATE_OPS member(s) do not run with the train op "
+                            f"{train_ops[0]} (e.g. {sorted(stray)[0]})"))
     return out
 
 
