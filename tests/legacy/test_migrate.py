@@ -165,6 +165,19 @@ def test_no_bn_layers_exits_2_with_one_line(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "out")
 
 
+def test_unreadable_data_exits_2(tmp_path, capsys):
+    with tf.Graph().as_default() as graph:
+        tf.get_variable("dense/kernel", [3, 4])
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "plain.ckpt"), write_meta_graph=False)
+    (tmp_path / "data.npz").write_text("not an npz")
+    code, err = _cli(capsys, prefix, "--to", "keras3", "--out", str(tmp_path / "out"),
+                     "--data", str(tmp_path / "data.npz"))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("python -m tf1_repro migrate: --data must be a .npz file of input arrays")
+
+
 def test_wrong_statistics_shape_exits_2(tmp_path, capsys):
     names = article_variable_names("bn")
     with tf.Graph().as_default() as graph:

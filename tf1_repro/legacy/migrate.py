@@ -109,6 +109,13 @@ def _graph_layers(art, variables):
             elif keys[role] is None:
                 notes.append(f"no {role} ({'scale' if role == 'gamma' else 'center'}=False?): "
                              f"filled with {filler}")
+        if b.updates_at_prediction:
+            notes.append("the TF1 graph updates this layer's moving statistics at prediction time "
+                         "too (its EMA runs outside the tf.cond), so its prediction outputs move "
+                         "with each batch; Keras 3 predicts from the stored values")
+        if b.statistics_used_at_prediction is False:
+            notes.append("the TF1 layer normalises with batch statistics at prediction time; Keras "
+                         "3 prediction uses the moving statistics")
         layers.append({"name": b.name, "naming": b.kind, **keys,
                        "shapes": {r: list(variables[k]) for r, k in keys.items() if k},
                        "notes": notes, "epsilon": b.epsilon, "decay": b.decay,
@@ -174,7 +181,7 @@ def _settings(layer, epsilon, momentum):
         layer["notes"].append("the TF1 layer averages Bessel-corrected (n/(n-1)) batch variances "
                               "(a fused kernel); Keras 3 BatchNormalization averages biased ones, "
                               "so continued training moves the moving variance by (n-1)/n; "
-                              "predictions carry over exactly")
+                              "the stored value is copied unchanged, so predictions carry over")
 
 
 # ---- reading values ---------------------------------------------------------------------
@@ -190,6 +197,10 @@ def layer_weights(art, layer):
         if value.shape != (channels,):
             layer["notes"].append(f"{role} stored as {list(value.shape)}: written as ({channels},)")
             values[role] = value.reshape(channels)
+    variance = values["moving_variance"]
+    if not np.isfinite(variance).all() or (variance < 0).any():
+        layer["notes"].append(f"moving_variance has {int((~np.isfinite(variance)).sum())} NaN/inf "
+                              f"and {int((variance < 0).sum())} negative values: copied as they are")
     dtype = values["moving_mean"].dtype
     if "gamma" not in values:
         values["gamma"] = np.ones(channels, dtype)
@@ -299,6 +310,18 @@ def _demo_config(art, layers):
     return {"config": config, "batch_size": batch_size}
 
 
+def _demo_dataset(config):
+    """The demo's data for a model.json config: Blobs (dense) or Stripes (conv), sized to it."""
+    from tf1_repro.model import data  # pylint: disable=import-outside-toplevel
+    shape = config["input_shape"]
+    if config["kind"] == "dense":
+        return data.Blobs(features=shape[0], classes=config["num_classes"], seed=config["seed"])
+    if shape[0] == shape[1] and shape[2] == 1 and config["num_classes"] == 2:
+        return data.Stripes(size=shape[0])
+    raise MigrateError(f"migrate: model.json beside PATH must describe the demo's data (dense, or "
+                       f"conv on [S, S, 1] with 2 classes), got input_shape {shape}")
+
+
 GRADIENT_FREE = 1e-6  # a parameter whose gradient is below this fraction of the largest one
 
 
@@ -308,7 +331,7 @@ def _demo_tf1(art, demo, train_steps):
     their checkpoint values after every step."""
     from tf1_repro.model import data, network  # pylint: disable=import-outside-toplevel
     config = demo["config"]
-    dataset = data.Blobs(seed=config["seed"]) if config["kind"] == "dense" else data.Stripes()
+    dataset = _demo_dataset(config)
     x_pred, _ = data.held_out(dataset, 256, config["seed"])
     arrays = {"x_pred": x_pred}
     with tf.Graph().as_default() as graph:
@@ -417,10 +440,15 @@ def to_keras3(path, out, epsilon=None, momentum=None, data=None, force=False, se
     keras_out, _ = keras3_worker.run("predict-layers", arrays, {"layers": specs})
     for layer in layers:
         tf1_out = io[layer["name"]][1].astype(np.float64)
-        diff = float(np.abs(keras_out[f"{layer['name']}/outputs"] - tf1_out).max())
+        diff, scale = _max_diff(keras_out[f"{layer['name']}/outputs"], tf1_out)
         layer["max_abs_diff"] = diff
-        layer["relative_diff"] = diff / max(float(np.abs(tf1_out).max()), 1e-12)
+        layer["relative_diff"] = diff / max(scale, 1e-12)
         layer["ok"] = layer["relative_diff"] <= TOLERANCE
+        bad = ~np.isfinite(tf1_out)
+        if bad.any():
+            layer["notes"].append(f"the TF1 layer itself outputs NaN/inf at {int(bad.sum())} of "
+                                  f"{bad.size} values (statistics as stored); compared where finite, "
+                                  f"NaN/inf required at the same places")
     demo = _demo_config(art, layers) if source in ("graph", "names") else None
     staging = tempfile.mkdtemp(prefix="tf1_repro_migrate_")
     try:
@@ -442,6 +470,19 @@ def to_keras3(path, out, epsilon=None, momentum=None, data=None, force=False, se
             "reference": reference, "out": out, "written": written, "layers": entries,
             "demo_model": demo_report, "tolerance": TOLERANCE,
             "ok": all(layer["ok"] for layer in layers) and (demo_report is None or demo_report["ok"])}
+
+
+def _max_diff(keras_out, tf1_out):
+    """(max |diff| where both are finite, max |TF1 output| there); inf if the NaN/inf places differ."""
+    keras_out = np.asarray(keras_out, np.float64)
+    bad = ~np.isfinite(tf1_out)
+    if not np.array_equal(bad, ~np.isfinite(keras_out)):
+        return float("inf"), 1.0
+    if bad.all():
+        return 0.0, 1.0
+    good = ~bad
+    return (float(np.abs(keras_out[good] - tf1_out[good]).max()),
+            float(np.abs(tf1_out[good]).max()))
 
 
 def _entry(layer):
@@ -581,14 +622,15 @@ def format_report(report):
             f"  read back bitwise equal: {report['bitwise']}; layers found again by name: "
             f"{report['names_found_again']}",
             f"  {'OK' if report['ok'] else 'FAILED'}"])
+    width = max([20] + [len(e["name"]) for e in report["layers"]])
     lines = [f"migrated {report['source']} -> {report['out']}/ ({', '.join(report['written'])})",
              f"  BN layers found by {'the structural finder (.meta graph)' if report['found_by'] == 'graph' else 'checkpoint names (no graph)'}; "
              f"reference: {report['reference']}",
-             "  layer                keras layer                momentum  epsilon   estimator  "
+             f"  {'layer':<{width}} keras layer                momentum  epsilon   estimator  "
              "max |diff|  relative"]
     for e in report["layers"]:
         assumed = "*" if e["assumed"] else " "
-        lines.append(f"  {e['name']:<20} {e['keras_layer']:<26} {e['momentum']:<8g}{assumed} "
+        lines.append(f"  {e['name']:<{width}} {e['keras_layer']:<26} {e['momentum']:<8g}{assumed} "
                      f"{e['epsilon']:<8g}  {str(e['moving_variance_estimator']):<10} "
                      f"{e['max_abs_diff']:<10.3g}  {e['relative_diff']:.3g}"
                      f"{'' if e['ok'] else '  FAILED'}")
