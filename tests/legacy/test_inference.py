@@ -427,3 +427,15 @@ def test_cli_exit_1_when_an_artefact_differs(legacy_artefact, tmp_path, capsys):
     assert "! update ops that ran at prediction were dropped: bn/ema/AssignMovingAvg, " \
            "bn/ema/AssignMovingAvg_1" in out
     assert out.rstrip().endswith("FAILED: an artefact differs from the original (exit 1)")
+
+
+def test_missing_converter_package_is_a_one_line_hint(article_checkpoint, tmp_path, monkeypatch,
+                                                      capsys):
+    prefix, (logits, _), _ = article_checkpoint
+    monkeypatch.setitem(__import__("sys").modules, "tf2onnx", None)  # as if not installed
+    code, out, err = _cli(capsys, prefix, "--outputs", logits, "--out", str(tmp_path / "o"),
+                          "--formats", "frozen,onnx", "--latency-runs", "0")
+    assert code == 0
+    assert err == formats.INSTALL_HINT["onnx"] + "\n"
+    assert f"    onnx         skipped  ({formats.INSTALL_HINT['onnx']})" in out
+    assert sorted(os.listdir(tmp_path / "o")) == ["frozen_graph.pb"]
