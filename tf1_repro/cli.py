@@ -471,8 +471,9 @@ def _add_doctor(commands):
         "doctor", help="diagnose a saved TF1 model (checkpoint, .meta, SavedModel, frozen graph) "
         "for BN and dropout mistakes; exit 0 healthy, 1 errors, 2 unreadable input",
         description="Static checks read PATH's graph and variable values (nothing runs). Unless "
-        "--no-run, the dynamic checks import the graph into a graph of their own, restore the "
-        "checkpoint (only the restore runs) and run the prediction outputs three times on random "
+        "--no-run, the dynamic checks import the graph into a graph of their own, assign the "
+        "checkpoint's values to its variables (none of the artefact's own save, restore, init or "
+        "main ops run) and run only the prediction outputs, three times, on random "
         "inputs with the prediction feeds (training=False, keep_prob=1, rate=0, learning phase=0), "
         "resetting any variable a run writes; they refuse to run, and say why, when the outputs' "
         "subgraph holds file, I/O or Python ops (ReadFile, WriteFile, PyFunc, Save/Restore, "

@@ -208,7 +208,8 @@ def test_help_says_what_it_runs(capsys):
     with pytest.raises(SystemExit):
         cli.main(["doctor", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "only the restore runs" in text and "Imports no user code" in text
+    assert "none of the artefact's own save, restore, init or main ops run" in text
+    assert "run only the prediction outputs" in text and "Imports no user code" in text
     assert "refuse to run" in text
 
 
