@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import tensorflow.compat.v1 as tf
 from legacy_artefacts import SUITE, legacy_artefact  # noqa: F401  pylint: disable=unused-import
 from tf1_repro import cli
 from tf1_repro.legacy import doctor
+import support
 
 REPORT_KEYS = {"source", "format", "bn_layers", "dropouts", "findings", "healthy"}
 LAYER_KEYS = {"name", "kind", "input", "output", "gamma", "beta", "moving_mean", "moving_variance",
@@ -271,3 +274,25 @@ def test_update_ops_members_outside_any_layer(tmp_path, wired):
     else:
         assert [(f["id"], f["layer"]) for f in findings] == [("update-ops-not-in-train-op", None)]
         assert "1 UPDATE_OPS member(s)" in findings[0]["message"] and "(e.g. count)" in findings[0]["message"]
+
+
+TF2_SCRIPT = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+from tf1_repro.legacy import doctor
+assert tf.executing_eagerly()
+print(json.dumps([sorted({f["id"] for f in doctor.diagnose(p)["findings"]}) for p in sys.argv[1:]]))
+assert tf.executing_eagerly()
+"""
+
+
+@pytest.mark.slow
+def test_works_in_a_tf2_process(legacy_artefact):
+    """diagnose builds its own graphs: a process with TF2 behaviour (eager) gets the same findings."""
+    names = ["ema_outside_cond", "saved_model_keep_prob_const", "fused_frozen_training_true"]
+    done = subprocess.run([sys.executable, "-c", TF2_SCRIPT, *map(legacy_artefact, names)],
+                          capture_output=True, text=True, cwd=support.ROOT, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got == [sorted(SUITE[n].expected_findings) for n in names]
