@@ -140,10 +140,27 @@ def test_round_trip_to_article_and_back_is_bitwise(demo, tmp_path):
         assert value.tobytes() == checkpoint[key].tobytes(), key
     from_keras = migrate.migrate(str(folder / "keras3" / "model.keras"), to="article",
                                  out=str(tmp_path / "from_keras"))
+    assert from_keras["other_weights"] == ["fc1/kernel", "logits/bias", "logits/kernel"]
     for key, value in _read(from_keras["checkpoint"]).items():  # via the .keras's weights.h5
         assert value.tobytes() == checkpoint[key].tobytes(), key
+    # TF1 serving keeps working: the whole demo model restores from the Keras 3 file
+    x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    logits = [_serving_logits(folder / "train", prefix, x)
+              for prefix in (str(folder / "train" / "model.ckpt-30"), from_keras["checkpoint"])]
+    np.testing.assert_array_equal(logits[0], logits[1])
     # with test_demo_weights_are_the_checkpoints_values_unchanged: checkpoint -> weights.npz ->
     # article checkpoint and checkpoint -> model.keras -> article checkpoint are bitwise
+
+
+def _serving_logits(train_dir, prefix, x):
+    from tf1_repro.model import ArticleModel  # pylint: disable=import-outside-toplevel
+    config = ArticleModel.load_config(str(train_dir))
+    with tf.Graph().as_default() as graph:
+        model = ArticleModel(**config, serving=True)
+        saver = tf.train.Saver([v for v in tf.global_variables() if v.op.name != "global_step"])
+        with tf.Session(graph=graph) as sess:
+            saver.restore(sess, prefix)
+            return sess.run(model.logits, {model.x: x})
 
 
 def _cli(capsys, *argv):

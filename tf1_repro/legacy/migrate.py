@@ -23,7 +23,8 @@
 
 ``to_article(path, out)``: Keras 3 weights (``weights.npz`` as above, or a ``.weights.h5``)
 to an article-named TF1 checkpoint ``DIR/model.ckpt`` (``P/gamma``, ``P/beat``,
-``P/P/moments/Squeeze/ema``, ``P/P/moments/Squeeze_1/ema``), read back and compared
+``P/P/moments/Squeeze/ema``, ``P/P/moments/Squeeze_1/ema``; from a ``.weights.h5`` or
+``.keras`` also Dense/Conv ``{layer}/kernel`` and ``{layer}/bias``), read back and compared
 bitwise, names found again by ``naming``.
 
 Bad input raises ``MigrateError`` (one line; exit status 2) before anything is written.
@@ -498,7 +499,7 @@ def _entry(layer):
 # ---- the other direction ----------------------------------------------------------------
 
 def read_keras_weights(path):
-    """``{layer: {role: array}}`` from a migrate ``weights.npz`` or a Keras 3 ``.weights.h5``.
+    """``({layer: {role: array}}, {key: array} of other weights)`` from a migrate ``weights.npz`` or a Keras 3 ``.weights.h5``.
 
     In a ``.weights.h5`` (also the one inside a ``.keras``) a BN layer is a ``vars`` group
     holding exactly four vectors of one length (gamma, beta, moving_mean, moving_variance:
@@ -519,7 +520,7 @@ def read_keras_weights(path):
                 raise MigrateError(f"migrate: PATH keys must be {{layer}}/gamma|beta|moving_mean|"
                                    f"moving_variance, got {key!r} in {path}")
             layers.setdefault(name, {})[role] = value
-        return layers
+        return layers, {}
     if path.endswith((".h5", ".keras")):
         return _read_h5(path)
     raise MigrateError(f"migrate: PATH must be a weights.npz, a Keras .weights.h5 or a .keras "
@@ -527,7 +528,9 @@ def read_keras_weights(path):
 
 
 def _read_h5(path):
-    """BN layers of a Keras 3 weights file (``.weights.h5``, or the one inside a ``.keras``).
+    """``(BN layers, other weights)`` of a Keras 3 weights file (``.weights.h5``, or the one
+    inside a ``.keras``). Other weights are Dense/Conv layers' ``{layer}/kernel`` and
+    ``{layer}/bias`` (the names ``tf.get_variable`` gives in TF1 code such as ArticleModel).
 
     Keras 3 names the groups after the layer classes (``layers/batch_normalization_1/vars``)
     and keeps the layer's own name in the group's ``name`` attribute, which is used.
@@ -535,7 +538,7 @@ def _read_h5(path):
     import io  # pylint: disable=import-outside-toplevel
     import zipfile  # pylint: disable=import-outside-toplevel
     import h5py  # pylint: disable=import-outside-toplevel
-    layers = {}
+    layers, others = {}, {}
     try:
         source = path
         if path.endswith(".keras"):
@@ -543,18 +546,23 @@ def _read_h5(path):
                 source = io.BytesIO(archive.read("model.weights.h5"))
         with h5py.File(source, "r") as f:
             def visit(name, obj):
-                if isinstance(obj, h5py.Group) and name.endswith("vars"):
-                    values = [np.asarray(obj[k]) for k in sorted(obj.keys(), key=int)]
-                    if len(values) == 4 and all(v.ndim == 1 and v.shape == values[0].shape
-                                                for v in values):
-                        layer = obj.attrs.get("name") or "/".join(
-                            p for p in name.split("/")[:-1] if p != "layers")
-                        layers[str(layer)] = dict(zip(ROLES, values))
+                if not (isinstance(obj, h5py.Group) and name.endswith("vars")) or \
+                        name.startswith("optimizer"):
+                    return
+                values = [np.asarray(obj[k]) for k in sorted(obj.keys(), key=int)]
+                layer = str(obj.attrs.get("name") or "/".join(
+                    p for p in name.split("/")[:-1] if p != "layers"))
+                if len(values) == 4 and all(v.ndim == 1 and v.shape == values[0].shape
+                                            for v in values):
+                    layers[layer] = dict(zip(ROLES, values))
+                elif 1 <= len(values) <= 2 and values[0].ndim >= 2 and \
+                        (len(values) == 1 or values[1].ndim == 1):
+                    others.update(zip((f"{layer}/kernel", f"{layer}/bias"), values))
             f.visititems(visit)
     except (OSError, KeyError, zipfile.BadZipFile) as err:
         raise MigrateError(f"migrate: PATH must be a readable Keras .weights.h5 or .keras, got "
                            f"{path!r} ({str(err).splitlines()[0][:120]})") from None
-    return layers
+    return layers, others
 
 
 def _save_checkpoint(arrays, prefix):
@@ -571,7 +579,7 @@ def to_article(path, out, force=False):
     if not os.path.exists(path):
         raise MigrateError(f"migrate: PATH must be a weights.npz or .weights.h5, got {path!r} "
                            f"(no such file)")
-    layers = read_keras_weights(path)
+    layers, others = read_keras_weights(path)
     if not layers:
         raise MigrateError(f"migrate: PATH must hold BN weights (four vectors per layer), got "
                            f"none in {path}")
@@ -588,6 +596,11 @@ def to_article(path, out, force=False):
                                    f"{tuple(channels)}, got {tuple(values[role].shape)}")
         keys = article_variable_names(name)
         arrays.update({keys[role]: values[role] for role in ROLES})
+    clash = sorted(set(others) & set(arrays))
+    if clash:
+        raise MigrateError(f"migrate: PATH must not hold a weight named like a BN variable, got "
+                           f"{clash[0]}")
+    arrays.update(others)
     _check_out(out, ARTICLE_PREFIX + ".index", force)
     os.makedirs(out, exist_ok=True)
     prefix = _save_checkpoint(arrays, os.path.join(out, ARTICLE_PREFIX))
@@ -598,7 +611,7 @@ def to_article(path, out, force=False):
     found = naming.layers_from_names({k: list(v.shape) for k, v in back.items()})
     refound = sorted(layer["name"] for layer in found) == sorted(layers)
     return {"to": "article", "source": path, "checkpoint": prefix, "layers": sorted(layers),
-            "variables": sorted(arrays), "bitwise": bool(bitwise), "names_found_again": refound,
+            "variables": sorted(arrays), "other_weights": sorted(others), "bitwise": bool(bitwise), "names_found_again": refound,
             "ok": bool(bitwise and refound)}
 
 
@@ -619,6 +632,7 @@ def format_report(report):
         return "\n".join([
             f"migrated {report['source']} -> {report['checkpoint']} (article names)",
             f"  {len(report['layers'])} BN layer(s): {', '.join(report['layers'])}",
+            f"  other weights: {', '.join(report['other_weights']) or 'none'}",
             f"  read back bitwise equal: {report['bitwise']}; layers found again by name: "
             f"{report['names_found_again']}",
             f"  {'OK' if report['ok'] else 'FAILED'}"])
