@@ -41,6 +41,7 @@ statistics at 0 and 1 (checked on TF 2.21 / tf-keras 2.21).
 
 import dataclasses
 import os
+import warnings
 from typing import Callable, Dict, FrozenSet, Optional, Tuple
 
 import numpy as np
@@ -450,7 +451,9 @@ def build_case(name, base_dir):
         with open(done, encoding="utf-8") as f:
             return f.read()
     os.makedirs(out_dir, exist_ok=True)
-    path = case.build(out_dir)
+    with warnings.catch_warnings():  # tf.layers' and tf-keras' deprecation notices
+        warnings.simplefilter("ignore", UserWarning)
+        path = case.build(out_dir)
     with open(done, "w", encoding="utf-8") as f:
         f.write(path)
     return path
@@ -469,7 +472,6 @@ def legacy_artefact(tmp_path_factory):
 def main(argv=None):
     """``python tests/legacy_artefacts.py OUT_DIR [NAME ...]``: build cases (all by default), print paths."""
     import argparse  # pylint: disable=import-outside-toplevel
-    import warnings  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("out_dir")
     parser.add_argument("names", nargs="*", choices=[[]] + sorted(SUITE), metavar="NAME")
