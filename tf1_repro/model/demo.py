@@ -183,13 +183,15 @@ def _holds(r, moving_decay):
     }
 
 
-def _kurtosis_note(s):
-    """Where the variance allowance is not the Gaussian one, say why."""
+def _variance_gap(s):
+    """The variance part of the gap line; per-pixel allowances when the kurtosis varies."""
     kurtosis = np.asarray(s["population_kurtosis"])[np.asarray(s["population_var"]) > 0]
     if np.all(kurtosis == 3.0):
-        return ""
-    return (" for its pixel: variance noise grows with the pixel's kurtosis, "
-            f"{kurtosis.min():.1f}..{kurtosis.max():.0f} here")
+        return (f"variance {100 * s['var_gap_rel']:.1f}% (allowed "
+                f"{100 * s['var_tolerance_rel']:.1f}%)")
+    return (f"variance of the feature furthest out {100 * s['var_gap_rel']:.1f}% (allowed "
+            f"{100 * s['var_tolerance_rel']:.1f}% for its kurtosis; allowances grow with a "
+            f"feature's kurtosis, {kurtosis.min():.1f}..{kurtosis.max():.0f} here)")
 
 
 def _mark(holds):
@@ -228,8 +230,7 @@ def format_report(r):
                      f"features)")
     lines += [
         f"       largest gap: mean {s['mean_gap_std']:.3f} population std (allowed "
-        f"{s['mean_tolerance_std']:.3f}), variance {100 * s['var_gap_rel']:.1f}% (allowed "
-        f"{100 * s['var_tolerance_rel']:.1f}%{_kurtosis_note(s)}): an EMA over ~1/(1-decay) = 10 "
+        f"{s['mean_tolerance_std']:.3f}), {_variance_gap(s)}: an EMA over ~1/(1-decay) = 10 "
         "batches is noisy",
         f"  4. {_mark(ok['dropout_on_inference_varies'])} dropout left on at prediction "
         f"(keep_prob={r['keep_prob']}): the same {PROBES} inputs twice differ by up to "
