@@ -474,8 +474,11 @@ def main(argv=None):
     import argparse  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("out_dir")
-    parser.add_argument("names", nargs="*", choices=[[]] + sorted(SUITE), metavar="NAME")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(sorted(SUITE))}")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(SUITE))
+    if unknown:
+        parser.error(f"NAME must be one of {', '.join(sorted(SUITE))}, got {unknown[0]!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in args.names or sorted(SUITE):
