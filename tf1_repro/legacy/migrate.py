@@ -450,12 +450,18 @@ def to_keras3(path, out, epsilon=None, momentum=None, data=None, force=False, se
             layer["notes"].append(f"the TF1 layer itself outputs NaN/inf at {int(bad.sum())} of "
                                   f"{bad.size} values (statistics as stored); compared where finite, "
                                   f"NaN/inf required at the same places")
-    demo = _demo_config(art, layers) if source in ("graph", "names") else None
+    demo, demo_skipped = _demo_config(art, layers), None
     staging = tempfile.mkdtemp(prefix="tf1_repro_migrate_")
     try:
         demo_report = None
         if demo is not None:
-            demo_report = _demo_check(art, demo, weights, train_steps, os.path.join(staging, MODEL))
+            try:
+                demo_report = _demo_check(art, demo, weights, train_steps,
+                                          os.path.join(staging, MODEL))
+            except (tf.errors.OpError, ValueError) as err:  # model.json beside another model
+                demo_skipped = (f"model.json is beside the checkpoint but the demo model cannot "
+                                f"be rebuilt from it: {type(err).__name__}: "
+                                f"{str(err).strip().splitlines()[0][:160]}")
         os.makedirs(out, exist_ok=True)
         np.savez(os.path.join(out, WEIGHTS), **{f"{n}/{r}": w[r] for n, w in weights.items()
                                                for r in ROLES})
@@ -469,7 +475,7 @@ def to_keras3(path, out, epsilon=None, momentum=None, data=None, force=False, se
     written = [WEIGHTS, LAYERS] + ([MODEL] if demo_report else [])
     return {"to": "keras3", "source": art.checkpoint, "format": art.format, "found_by": source,
             "reference": reference, "out": out, "written": written, "layers": entries,
-            "demo_model": demo_report, "tolerance": TOLERANCE,
+            "demo_model": demo_report, "demo_skipped": demo_skipped, "tolerance": TOLERANCE,
             "ok": all(layer["ok"] for layer in layers) and (demo_report is None or demo_report["ok"])}
 
 
@@ -671,6 +677,8 @@ def format_report(report):
                          f"their rounding noise by its own size): max relative diff "
                          f"{worst['pinned']:.3g}")
         lines.append(f"    checked: {demo['trajectory_checked']} (limit {TRAJECTORY_TOLERANCE:g})")
+    if report.get("demo_skipped"):
+        lines.append(f"  demo model not checked: {report['demo_skipped']}")
     lines.append(f"  {'OK' if report['ok'] else 'FAILED'} (limit {report['tolerance']:g} relative "
                  f"per layer)")
     return "\n".join(lines)
