@@ -78,3 +78,17 @@ def test_installed_console_script_runs_the_same_cli():
     same = subprocess.run([sys.executable, "-m", "tf1_repro", "experiment", "--list"],
                           capture_output=True, text=True, cwd=support.ROOT, timeout=120)
     assert done.returncode == 0 and done.stdout == same.stdout and "train-vs-inference" in done.stdout
+
+
+def test_train_progress_lines_off_a_terminal_and_quiet_turns_them_off(tmp_path):
+    def train(out, *extra):
+        return subprocess.run([sys.executable, "-m", "tf1_repro", "train", "--steps", "20", "--out",
+                               str(tmp_path / out), *extra], capture_output=True, text=True,
+                              cwd=support.ROOT, timeout=300)
+    shown, quiet = train("a"), train("b", "--quiet")
+    assert shown.returncode == 0 and quiet.returncode == 0, shown.stderr + quiet.stderr
+    lines = [l for l in shown.stderr.splitlines() if l.startswith("train: ")]
+    # a line at each 10% of 20 steps: 2, 4, ..., 20
+    assert [l.split()[1] for l in lines] == [f"{k}/20" for k in range(2, 21, 2)]
+    assert "step/s" in lines[0] and "ETA" in lines[0] and "done in" in lines[-1] and "loss=" in lines[-1]
+    assert "train: " not in quiet.stderr and quiet.stdout.count("step ") == shown.stdout.count("step ")
