@@ -694,10 +694,12 @@ def _add_migrate(commands):
         "checkpoint's names), write DIR/weights.npz and DIR/layers.json, and verify each layer "
         "in Keras 3 (a child process) against the TF1 layer in prediction mode; exit 1 above "
         "1e-5 relative. With a .meta it runs the user's graph (restored, prediction feeds) on "
-        "--data or random inputs; it imports no user code. --to article: a weights.npz or "
-        "Keras .weights.h5 to an article-named TF1 checkpoint DIR/model.ckpt, read back bitwise.")
+        "--data or random inputs; it imports no user code. For the demo's checkpoint (model.json "
+        "beside it) also DIR/model.keras, checked on predictions and 20 continued training "
+        "steps. --to article: a weights.npz, Keras .weights.h5 or .keras to an article-named TF1 "
+        "checkpoint DIR/model.ckpt, read back bitwise.")
     p.add_argument("path", metavar="PATH", help="TF1 checkpoint prefix, directory or .meta "
-                   "(--to keras3); weights.npz or .weights.h5 (--to article)")
+                   "(--to keras3); weights.npz, .weights.h5 or .keras (--to article)")
     p.add_argument("--to", required=True, choices=("keras3", "article"))
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
