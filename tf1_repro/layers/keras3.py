@@ -91,6 +91,9 @@ class ArticleBatchNormalization(keras.layers.Layer):
     Args:
       momentum: the article's ``moving_decay`` (0.9): weight of the old shadow.
       epsilon: added to the variance before the square root (1e-5).
+
+    Only ``training`` selects the mode, as in the article: unlike stock Keras BN, setting
+    ``layer.trainable = False`` freezes gamma and beta but does not switch to the shadows.
     """
 
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
