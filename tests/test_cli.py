@@ -80,6 +80,7 @@ def test_installed_console_script_runs_the_same_cli():
     assert done.returncode == 0 and done.stdout == same.stdout and "train-vs-inference" in done.stdout
 
 
+@pytest.mark.slow
 def test_train_progress_lines_off_a_terminal_and_quiet_turns_them_off(tmp_path):
     def train(out, *extra):
         return subprocess.run([sys.executable, "-m", "tf1_repro", "train", "--steps", "20", "--out",

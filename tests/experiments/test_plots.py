@@ -64,13 +64,14 @@ def test_plots_use_the_object_api_without_pyplot():
 @pytest.mark.slow
 def test_gallery_index_shows_every_figure_under_its_verdict(tmp_path):
     payloads = gallery.make(str(tmp_path), names=["batch-size"],
-                            overrides={"batch-size": {"sizes": "1,4,16"}, "mc-dropout": {"passes": "16"}},
-                            digits=["mc-dropout"])
+                            overrides={"batch-size": {"sizes": "1,4,16"}, "precise-bn": {"steps": "30"}},
+                            digits=["precise-bn"])
     index = (tmp_path / "index.md").read_text()
-    assert "## batch-size\n" in index and "## mc-dropout on digits\n" in index
+    assert "## batch-size\n" in index and "## precise-bn on digits\n" in index
     assert "**3/3 claims hold**" in index
     figures = [p for payload in payloads for p in payload["plots"]]
-    assert len(figures) == 3 + 2  # batch-size: claims + 2 series; mc-dropout: claims + 1 series
+    assert len(figures) == 3 + 2  # batch-size: claims + 2 series; precise-bn: claims + 1 series
+    assert os.path.dirname(figures[-1]) == str(tmp_path / "digits")
     for path in figures:
         relative = os.path.relpath(path, tmp_path)
         assert f"]({relative})" in index and os.path.exists(path)
