@@ -32,6 +32,7 @@ class Artefact:
         self.checkpoint = checkpoint
         self.tags = tags
         self._reader = None
+        self._consts = None
 
     def __repr__(self):
         return f"Artefact({self.format!r}, {self.source!r}, checkpoint={self.checkpoint!r})"
@@ -69,9 +70,10 @@ class Artefact:
             return reader.get_tensor(name)
         if self.graph_def is not None:
             from tensorflow.python.framework import tensor_util  # pylint: disable=import-outside-toplevel
-            for node in self.graph_def.node:
-                if node.name == name and node.op == "Const":
-                    return tensor_util.MakeNdarray(node.attr["value"].tensor)
+            if self._consts is None:
+                self._consts = {n.name: n for n in self.graph_def.node if n.op == "Const"}
+            if name in self._consts:
+                return tensor_util.MakeNdarray(self._consts[name].attr["value"].tensor)
         raise KeyError(f"{self.source}: no variable or Const named {name!r}")
 
     # ---- graphs
@@ -101,6 +103,22 @@ class Artefact:
     def open(self):
         """``(graph, session)``: the graph imported and its variables restored. Close the session."""
         import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
+        if self.format == "saved_model" and self.checkpoint is not None:
+            # import the meta graph and assign the variables by name: the SavedModel's own
+            # main_op / init ops (which may do anything) never run
+            graph = self.import_graph()
+            sess = tf.Session(graph=graph)
+            try:
+                restored = self.restore(graph, sess)
+            except Exception:
+                sess.close()
+                raise
+            wanted = [op.name for op in graph.get_operations()
+                      if op.type in ("VariableV2", "VarHandleOp") and
+                      not op.name.startswith("tf1_repro_restore")]
+            if set(wanted) <= set(restored):
+                return graph, sess
+            sess.close()  # object-based (TF2) variable keys: let the SavedModel loader map them
         if self.format == "saved_model":
             graph = tf.Graph()
             sess = tf.Session(graph=graph)
@@ -203,8 +221,13 @@ def _latest_checkpoint(directory):
         prefix = tf.train.latest_checkpoint(directory)
     except Exception:  # pylint: disable=broad-except
         prefix = None
-    if prefix and os.path.isfile(prefix + ".index"):
-        return prefix
+    if prefix:
+        # a copied directory's state file may still name the original folder: read this one's
+        local = os.path.join(directory, os.path.basename(prefix))
+        if os.path.isfile(local + ".index"):
+            return local
+        if os.path.isfile(prefix + ".index"):
+            return prefix
     indexes = sorted((f for f in os.listdir(directory) if f.endswith(".index")),
                      key=lambda f: os.path.getmtime(os.path.join(directory, f)))
     return os.path.join(directory, indexes[-1][: -len(".index")]) if indexes else None
