@@ -14,7 +14,7 @@ from tensorflow.core.framework import graph_pb2
 from tf1_repro import experiments
 from tf1_repro.experiments import tensorboard
 
-pytestmark = pytest.mark.slow  # ~10 s: three small experiments, then the server's start
+pytestmark = pytest.mark.slow  # ~6 s: three small experiments, then the server's start
 
 SMALL = {"train-vs-inference": {"steps": "40"}, "ema-bias": {"steps": "20"},
          "mc-dropout": {"passes": "16"}}
