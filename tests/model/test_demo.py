@@ -95,5 +95,11 @@ def test_digits_demo_holds_every_point_on_real_held_out_images(digits_report):
     assert r["moving_stats"]["constant_features"] == 3  # the always-blank border pixels
     # the collapse: one sample with training=True predicts the same class for every digit
     assert r["collapse"]["distinct_predictions"] == 1 and r["collapse"]["accuracy"] < 0.5
+    # the conv model on the 8x8 images: one image per run with training=True does not collapse, since
+    # bn_conv's statistics come from its 64 positions (reported, not claimed)
+    v = r["conv"]
+    assert v["test_size"] == 539 and v["accuracy"] > 0.85
+    assert v["single_training_distinct_predictions"] > 1 and v["single_training_max_logit_diff"] > 0
     text = demo.format_report(r)
     assert "dense model on handwritten digits, 64 pixels, 10 classes" in text and "✗" not in text
+    assert "7. conv model on the 8x8 images" in text

@@ -79,3 +79,16 @@ def test_bad_model_settings(graph):
         ArticleModel((4,), 2, kind="rnn")
     with pytest.raises(ValueError, match=r"input_shape must have 3 dimension\(s\) for kind='conv', got \(4,\)"):
         ArticleModel((4,), 2, kind="conv")
+
+
+def test_conv_flatten_head_and_bad_head():
+    with tf.Graph().as_default():
+        model = ArticleModel((8, 8, 1), 10, kind="conv", width=4, head="flatten")
+        kernel = tf.get_default_graph().get_tensor_by_name("logits/kernel:0")
+        assert kernel.shape.as_list() == [8 * 8 * 4, 10] and model.config["head"] == "flatten"
+    with tf.Graph().as_default():
+        assert "head" not in ArticleModel((8, 8, 1), 2, kind="conv", width=4).config  # mean: as before
+    with tf.Graph().as_default(), pytest.raises(ValueError) as err:
+        ArticleModel((8,), 3, head="flatten")
+    assert str(err.value) == ("ArticleModel: head must be 'mean', or 'flatten' with kind='conv', got "
+                              "'flatten' with kind='dense'")

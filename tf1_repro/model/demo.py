@@ -142,9 +142,40 @@ def run_demo(steps=300, batch_size=64, keep_prob=0.8, seed=0, test_size=1024, ou
             report["reloaded_single_vs_batch_max_diff"] = float(
                 np.abs(reloaded - batch_logits[:PROBES]).max())
             report["reloaded_accuracy"] = model.evaluate(sess, x_test, y_test)
+    if data_name == "digits":
+        report["conv"] = _conv_on_images(steps, batch_size, keep_prob, seed)
     report["holds"] = _holds(report, moving_decay=0.9)
     report["seconds"] = time.perf_counter() - started
     return report
+
+
+def _conv_on_images(steps, batch_size, keep_prob, seed, width=16):
+    """The conv model on the digits as 8x8x1 images, in the article's style; measured, not claimed.
+
+    conv1 3x3 -> bn_conv -> relu -> dropout -> flatten -> logits. Held-out accuracy with
+    training=False, and one image per session.run with training=True: bn_conv's batch
+    statistics then come from the image's own 8x8 positions per channel, so they are not
+    0 (unlike point 5's per-feature layer) and the image is normalised by its own moments.
+    """
+    dataset = data.Digits(seed=seed, image=True)
+    x_test, y_test = dataset.test_set()
+    with tf.Graph().as_default() as graph:
+        model = ArticleModel(dataset.input_shape, dataset.classes, kind="conv", width=width, seed=seed,
+                             head="flatten")
+        graph.finalize()
+        with tf.Session(graph=graph) as sess:
+            sess.run(model.init_op)
+            training.train(sess, model, dataset, steps, batch_size, keep_prob, seed)
+            predicted = model.logits_for(sess, x_test, training=False, keep_prob=1.0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SingleSampleTrainingWarning)
+                alone = np.concatenate([model.logits_for(sess, x_test[i:i + 1], training=True,
+                                                         keep_prob=1.0) for i in range(len(x_test))])
+    return {"width": width, "test_size": len(x_test),
+            "accuracy": float((predicted.argmax(1) == y_test).mean()),
+            "single_training_accuracy": float((alone.argmax(1) == y_test).mean()),
+            "single_training_distinct_predictions": int(len(set(alone.argmax(1).tolist()))),
+            "single_training_max_logit_diff": float(np.abs(alone - predicted).max())}
 
 
 def _holds(r, moving_decay):
@@ -246,6 +277,17 @@ def format_report(r):
         f"fresh graph and session: single-sample predictions differ from the trained session's "
         f"batch predictions by {r['reloaded_single_vs_batch_max_diff']:.2g}; held-out accuracy "
         f"{r['reloaded_accuracy']:.3f}",
-        f"  total {r['seconds']:.1f} s (training {r['train']['seconds']:.1f} s)",
     ]
+    if "conv" in r:
+        v = r["conv"]
+        lines += [
+            f"  7. conv model on the 8x8 images (conv 3x3 x{v['width']} -> bn_conv -> relu -> dropout -> "
+            f"flatten -> logits, same training): held-out accuracy {v['accuracy']:.3f} with "
+            f"training=False;",
+            f"       one image per run with training=True: accuracy {v['single_training_accuracy']:.3f}, "
+            f"{v['single_training_distinct_predictions']} distinct predictions, logits up to "
+            f"{v['single_training_max_logit_diff']:.3g} from prediction mode (bn_conv's statistics come "
+            f"from the image's own 64 positions, so they are not 0 as in point 5: measured, not claimed)",
+        ]
+    lines.append(f"  total {r['seconds']:.1f} s (training {r['train']['seconds']:.1f} s)")
     return "\n".join(lines)

@@ -20,6 +20,9 @@ or, with ``dropout_before_bn=True`` (the variance-shift set-up of Li et al., 201
 
     x -> conv1 3x3 (no bias) -> bn_conv -> relu -> dropout -> mean over H, W -> logits
 
+(``head='flatten'``: the dropout's output flattened instead of averaged, e.g. for the digits,
+where a stroke is matters.)
+
 ``bn_input`` sits on the raw inputs so its moving mean and variance can be set
 beside the data's population moments. The moving-average updates run inside
 the train op, because the article's layer puts them in the ``tf.cond``.
@@ -71,11 +74,12 @@ class ArticleModel:
       dropout_before_bn: dense only: put dropout before bn_hidden instead of after it.
       bn: the BN builder, ``bn(inputs, training, name, moving_decay, eps)``;
         the article's ``bn_layer`` unless another is given (to compare layers).
+      head: conv only: 'mean' (average over H, W) or 'flatten' before the logits.
     """
 
     def __init__(self, input_shape, num_classes, kind="dense", width=32, learning_rate=0.01,
                  moving_decay=0.9, eps=1e-5, seed=0, bn=bn_layer, dropout_before_bn=False,
-                 serving=False, dropout_rng="stateful"):
+                 serving=False, dropout_rng="stateful", head="mean"):
         if kind not in KINDS:
             raise ValueError(f"ArticleModel: kind must be one of {KINDS}, got {kind!r}")
         input_shape = tuple(input_shape)
@@ -89,7 +93,7 @@ class ArticleModel:
         self.config = {"input_shape": list(input_shape), "num_classes": num_classes, "kind": kind,
                        "width": width, "learning_rate": learning_rate, "moving_decay": moving_decay,
                        "eps": eps, "seed": seed, "dropout_before_bn": dropout_before_bn,
-                       "dropout_rng": dropout_rng}
+                       "dropout_rng": dropout_rng, **({"head": head} if head != "mean" else {})}
         self.x = tf.placeholder(tf.float32, (None,) + input_shape, name="x")
         self.y = tf.placeholder(tf.int64, [None], name="y")
         if serving:
@@ -101,6 +105,9 @@ class ArticleModel:
         if dropout_rng not in ("stateful", "stateless"):
             raise ValueError(f"ArticleModel: dropout_rng must be 'stateful' or 'stateless', got "
                              f"{dropout_rng!r}")
+        if head not in ("mean", "flatten") or (head == "flatten" and kind != "conv"):
+            raise ValueError(f"ArticleModel: head must be 'mean', or 'flatten' with kind='conv', got "
+                             f"{head!r} with kind={kind!r}")
         if dropout_before_bn and kind != "dense":
             raise ValueError("ArticleModel: dropout_before_bn must be False for kind='conv', got True")
         self.bn_inputs, self.bn_outputs = {}, {}  # layer name -> tensor, in build order
@@ -134,7 +141,8 @@ class ArticleModel:
             self.features = tf.nn.relu(norm(_conv3x3(self.x, width, "conv1", seed=seed), "bn_conv"))
             h = drop(self.features)
         if kind == "conv":
-            h = tf.reduce_mean(h, axis=[1, 2])
+            h = tf.reduce_mean(h, axis=[1, 2]) if head == "mean" else \
+                tf.reshape(h, [-1, int(h.shape[1]) * int(h.shape[2]) * int(h.shape[3])])
         self.logits = _dense(h, num_classes, "logits", use_bias=True, seed=seed + 2)
         self.predictions = tf.argmax(self.logits, axis=1)
         self.loss = tf.reduce_mean(
