@@ -49,7 +49,7 @@ is None with a line in ``differences`` saying why.
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.legacy import finder
+from tf1_repro.legacy import finder, graphs
 from tf1_repro.legacy import implementations as legacy
 from tf1_repro.legacy import loader
 
@@ -169,15 +169,7 @@ def _op(item):
 
 
 def _ancestors(ops):
-    seen, stack = set(), list(ops)
-    while stack:
-        op = stack.pop()
-        if op in seen:
-            continue
-        seen.add(op)
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-    return seen
+    return graphs.ancestors(ops)
 
 
 def _batch(shape, means, variances, rng):

@@ -63,7 +63,7 @@ import re
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.legacy import artefacts, finder
+from tf1_repro.legacy import artefacts, finder, graphs
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 UPDATE_OPS_FIX = ("with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)): "
@@ -659,15 +659,8 @@ def _writes_upstream(op):
 
 
 def _ancestor_ops(op):
-    seen, stack = set(), [op]
-    while stack:
-        o = stack.pop()
-        if o.name in seen:
-            continue
-        seen.add(o.name)
-        stack.extend(t.op for t in o.inputs)
-        stack.extend(o.control_inputs)
-    return seen
+    """Names of every op ``op`` depends on, through data and control inputs."""
+    return {o.name for o in graphs.ancestors([op])}
 
 
 def _descendant_names(ops, consumers):

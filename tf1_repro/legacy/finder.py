@@ -54,6 +54,8 @@ import dataclasses
 
 import numpy as np
 
+from tf1_repro.legacy import graphs
+
 FUSED = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 GLOBAL = "BatchNormWithGlobalNormalization"
 VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable")
@@ -277,18 +279,9 @@ class _Finder:
 
     def ancestors(self, op):
         """All ops ``op`` depends on, through data and control inputs (``op`` included)."""
-        if op.name in self._ancestor_cache:
-            return self._ancestor_cache[op.name]
-        seen, stack = set(), [op]
-        while stack:
-            o = stack.pop()
-            if o.name in seen:
-                continue
-            seen.add(o.name)
-            stack.extend(t.op for t in o.inputs)
-            stack.extend(o.control_inputs)
-        self._ancestor_cache[op.name] = seen
-        return seen
+        if op.name not in self._ancestor_cache:
+            self._ancestor_cache[op.name] = {o.name for o in graphs.ancestors([op])}
+        return self._ancestor_cache[op.name]
 
     def _descendants(self, op, limit=100000):
         seen, stack = set(), [op]

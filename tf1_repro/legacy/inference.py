@@ -39,6 +39,8 @@ import re
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from tf1_repro.legacy import graphs
+
 SWITCH_OPS = ("Switch", "RefSwitch")
 MERGE_OPS = ("Merge", "RefMerge")
 VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable")
@@ -1166,19 +1168,11 @@ def _open_artefact(fmt, name, path, inputs, outputs):
 
 
 def parse_feed(text):
-    """``NAME=VALUE`` -> (NAME, value): true/false, an integer or a float."""
-    name, sep, raw = text.partition("=")
-    if not sep or not name.strip() or not raw.strip():
-        raise InferenceError(f"--feed must be NAME=VALUE (e.g. training=false), got {text!r}")
-    raw = raw.strip()
-    if raw.lower() in ("true", "false"):
-        return name.strip(), raw.lower() == "true"
-    for kind in (int, float):
-        try:
-            return name.strip(), kind(raw)
-        except ValueError:
-            pass
-    raise InferenceError(f"--feed {name.strip()}: VALUE must be true, false or a number, got {raw!r}")
+    """``NAME=VALUE`` -> (NAME, value) (see ``graphs.parse_feed``); ``InferenceError`` otherwise."""
+    try:
+        return graphs.parse_feed(text)
+    except ValueError as err:
+        raise InferenceError(str(err)) from None
 
 
 def _ops_line(counts, width=100):

@@ -63,7 +63,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.legacy import loader
+from tf1_repro.legacy import graphs, loader
 
 WHERE = "recalibrate"
 UNIT_ROUNDOFF = 2.0 ** -24
@@ -242,16 +242,7 @@ def _batches(data, keys, batch_size, max_samples, optional=()):
 
 def _ancestors(ops, control=False):
     """Every op the given ops depend on (data inputs; control inputs too when ``control``)."""
-    seen, stack = set(), list(ops)
-    while stack:
-        op = stack.pop()
-        if op in seen:
-            continue
-        seen.add(op)
-        stack.extend(t.op for t in op.inputs)
-        if control:
-            stack.extend(op.control_inputs)
-    return seen
+    return graphs.ancestors(ops, control)
 
 
 def depths(graph, layers):
@@ -477,24 +468,11 @@ def _open(prefix, meta):
 # ---------------------------------------------------------------- feeds
 
 def parse_feed(text):
-    """``NAME=VALUE`` -> (NAME, value): true/false, an int, a float or a JSON list."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip() or not value.strip():
-        raise RecalibrateError(f"{WHERE}: --feed must be NAME=VALUE, got {text!r}")
-    value = value.strip()
-    if value.lower() in ("true", "false"):
-        return name.strip(), value.lower() == "true"
-    for cast in (int, float):
-        try:
-            return name.strip(), cast(value)
-        except ValueError:
-            pass
+    """``NAME=VALUE`` -> (NAME, value) (see ``graphs.parse_feed``); ``RecalibrateError`` otherwise."""
     try:
-        import json  # pylint: disable=import-outside-toplevel
-        return name.strip(), np.asarray(json.loads(value))
-    except ValueError:
-        raise RecalibrateError(f"{WHERE}: --feed {name.strip()} must be true, false, a number or a "
-                               f"JSON list, got {value!r}") from None
+        return graphs.parse_feed(text)
+    except ValueError as err:
+        raise RecalibrateError(f"{WHERE}: {err}") from None
 
 
 @dataclasses.dataclass
