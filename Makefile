@@ -46,10 +46,10 @@ bench-inference: $(STAMP)
 	$(PY) -m tf1_repro bench-inference --json runs/bench_inference.json
 
 bench-recalibrate: $(STAMP)
-	$(PY) -m tf1_repro.legacy.recalibrate_bench --json runs/bench_recalibrate.json
+	$(PY) -m tf1_repro.bench.recalibrate --json runs/bench_recalibrate.json
 
 bench-doctor: $(STAMP)
-	$(PY) -m tf1_repro.legacy.doctor_bench --json runs/bench_doctor.json
+	$(PY) -m tf1_repro.bench.doctor --json runs/bench_doctor.json
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -378,7 +378,7 @@ def _add_bench(commands):
 
 
 def _run_bench(args):
-    from tf1_repro import bench  # pylint: disable=import-outside-toplevel
+    from tf1_repro.bench import layers as bench  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = bench.run(args.shapes or bench.SHAPES, args.repeat, args.hygiene_steps,
@@ -526,7 +526,7 @@ def _add_bench_inference(commands):
 
 
 def _run_bench_inference(args):
-    from tf1_repro import bench_inference  # pylint: disable=import-outside-toplevel
+    from tf1_repro.bench import inference as bench_inference  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = bench_inference.run(args.repeat)

@@ -1,7 +1,7 @@
 """Benchmark of ``doctor`` (not a test): a ResNet-50-sized TF1 graph is diagnosed in < 20 s, its
 static part in < 5 s, on 2 cores.
 
-``make bench-doctor`` (``python -m tf1_repro.legacy.doctor_bench``) builds ResNet-50
+``make bench-doctor`` (``python -m tf1_repro.bench.doctor``) builds ResNet-50
 (v1.5 bottlenecks [3, 4, 6, 3], 53 ``tf.layers`` fused BN layers on a ``training``
 placeholder, ``UPDATE_OPS`` wired into a ``GradientDescent`` train op, 224x224x3
 inputs, 1000 classes, 25.6 M parameters) with random weights and random moving
@@ -150,7 +150,7 @@ def run(rounds=3, out_dir=None, log=print):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tf1_repro.bench.doctor", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)

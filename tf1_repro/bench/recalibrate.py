@@ -1,6 +1,6 @@
 """Benchmark of ``recalibrate`` (not a test): memory stays flat and each pass runs near prediction speed.
 
-``make bench-recalibrate`` (``python -m tf1_repro.legacy.recalibrate_bench``) trains
+``make bench-recalibrate`` (``python -m tf1_repro.bench.recalibrate``) trains
 the demo model (the article's two BN layers, 300 steps) and recalibrates it over
 ``--samples`` generated samples (default 1,000,000) from a generator FUNC that
 draws each batch when asked (nothing is held), so memory may not grow with the
@@ -120,7 +120,7 @@ def format_bench(result):
 
 def main(argv=None):
     from tf1_repro import runtime  # pylint: disable=import-outside-toplevel
-    parser = argparse.ArgumentParser(prog="python -m tf1_repro.legacy.recalibrate_bench",
+    parser = argparse.ArgumentParser(prog="python -m tf1_repro.bench.recalibrate",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1_000_000, help="generated samples (1,000,000)")
     parser.add_argument("--batch-size", type=int, default=1000, help="samples per batch (1000)")
