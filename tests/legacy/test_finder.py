@@ -348,3 +348,31 @@ def test_channels_first_fused_layer_reports_its_channel_axis():
     (layer,) = finder.find(graph).bn_layers
     assert layer.channel_axis == 1 and layer.statistics_used_at_prediction is True
     assert finder.find(_build("article")).bn_layers[0].channel_axis == -1
+
+
+def test_a_layer_shared_by_two_towers_keeps_one_call_consistent():
+    """Siamese / multi-tower code reuses one BN's variables: one layer, its input and output from
+    the same call, every call listed."""
+    graph = tf.Graph()
+    with graph.as_default(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        training = tf.placeholder(tf.bool, [], name="training")
+        for name in ("a", "b"):
+            x = tf.placeholder(tf.float32, [None, 3], name=name)
+            with tf.variable_scope("tower", reuse=tf.AUTO_REUSE):
+                tf_layers_batch_normalization()(x, training=training, name="bn")
+    (layer,) = finder.find(graph).bn_layers
+    assert (layer.input, layer.output) == ("a:0", "tower/bn/batchnorm/add_1:0")
+    assert layer.call_sites == [["a:0", "tower/bn/batchnorm/add_1:0"],
+                                ["b:0", "tower_1/bn/batchnorm/add_1:0"]]
+    assert "shared by 2 calls" in layer.notes[0]
+
+
+def test_channels_first_keras_layer_reports_axis_1():
+    import tf_keras  # pylint: disable=import-outside-toplevel
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 4, 5], name="x")
+        tf_keras.layers.BatchNormalization(axis=1)(x, training=tf.placeholder(tf.bool, [], name="t"))
+    (layer,) = finder.find(graph).bn_layers
+    assert (layer.channel_axis, layer.stat_shape) == (1, (4,))

@@ -123,6 +123,7 @@ class BNLayer:
     variance_estimator: str = None
     stat_shape: tuple = None
     channel_axis: int = -1
+    call_sites: list = dataclasses.field(default_factory=list)
     bn_ops: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
 
@@ -750,8 +751,16 @@ class _Finder:
         if not name:
             name = first["op"].name  # an unscoped layer: named by its normalisation op
 
-        x = self._strip_switch(first["x"])
-        output = self._layer_output(units)
+        sites = self._call_sites(units)
+        chosen = next((site for site in sites if any(not u["batch"] for u in site)), sites[0])
+        x = self._strip_switch(chosen[0]["x"])
+        output = self._layer_output(chosen)
+        call_sites = [[self._strip_switch(site[0]["x"]).name, self._layer_output(site).name]
+                      for site in sites]
+        if len(sites) > 1:
+            notes.append(f"the variables are shared by {len(sites)} calls (inputs "
+                         f"{', '.join(c[0] for c in call_sites)}): input and output are those of "
+                         f"the call on {x.name}; call_sites lists all")
         eps_values = sorted({u["eps"] for u in units})
         if len(eps_values) > 1:
             notes.append(f"the normalisation ops use different epsilons {eps_values}; reporting the "
@@ -797,18 +806,39 @@ class _Finder:
                        updates_at_prediction=upd["at_prediction"], zero_debias=upd["zero_debias"],
                        mode=mode, statistics_used_at_prediction=used,
                        variance_estimator=upd["estimator"],
-                       stat_shape=shape, channel_axis=self._channel_axis(units),
+                       stat_shape=shape, channel_axis=self._channel_axis(units, x),
+                       call_sites=call_sites,
                        bn_ops=[u["op"].name for u in units], notes=notes)
 
+    def _call_sites(self, units):
+        """Units grouped by the tensor they normalise: one group per call of a shared layer (two
+        towers reusing one BN), while a cond's two branches or a train/predict pair built on the
+        same input stay one call."""
+        sites = {}
+        for u in units:
+            sites.setdefault(self._strip_switch(u["x"]).name, []).append(u)
+        return list(sites.values())
+
     @staticmethod
-    def _channel_axis(units):
-        """-1 (channels last) unless a fused op says ``data_format: NCHW``/``NCDHW`` (axis 1)."""
+    def _channel_axis(units, x):
+        """The axis the statistics run along: 1 for a fused op with ``data_format`` NC..., else
+        the one non-1 axis of the statistics as the normalisation broadcasts them (``(1, C, 1)``
+        against a rank-3 input is axis 1), else -1 (channels last)."""
         for u in units:
             if u["op"].type in FUSED:
                 fmt = u["op"].get_attr("data_format")
                 fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-                if fmt.startswith("NC"):
-                    return 1
+                return 1 if fmt.startswith("NC") else -1
+        rank = x.shape.rank
+        for u in units:
+            if u["op"].type in ("Rsqrt", "Sqrt"):
+                try:
+                    dims = u["op"].outputs[0].shape.as_list()
+                except ValueError:
+                    continue
+                if rank and len(dims) == rank and sum(d != 1 for d in dims) == 1 and None not in dims:
+                    axis = next(i for i, d in enumerate(dims) if d != 1)
+                    return -1 if axis == rank - 1 else axis
         return -1
 
     @staticmethod
