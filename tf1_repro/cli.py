@@ -347,6 +347,11 @@ def _run_export(args):
           f"(signature serving_default: x -> logits, predictions)\n  frozen graph "
           f"{result['frozen_graph']} (feed {result['inputs'][0]}, fetch "
           f"{', '.join(result['outputs'])})")
+    if not result["ok"]:
+        worst = max(a["max_abs_diff"] for a in result["report"]["artefacts"].values())
+        print(f"the exported graph differs from the checkpoint's (max |diff| {worst:.3g}): not "
+              f"verified", file=sys.stderr)
+        return 1
     return 0
 
 

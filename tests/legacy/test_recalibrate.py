@@ -469,6 +469,23 @@ def test_out_holding_a_checkpoint_needs_force(capsys, work, blobs_npz, tf_layers
     assert report["written"]["latest_checkpoint"] == os.path.join(str(out), "model.ckpt-200")
 
 
+def test_a_copied_checkpoint_directory_is_read_and_protected_as_itself(capsys, work, blobs_npz,
+                                                                     tf_layers_pair):
+    """TF1 Savers write absolute paths into the ``checkpoint`` state file, so a copied folder
+    still names the original: the copy's own files are read, and --out COPY --force is refused."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    source = os.path.dirname(tf_layers_pair[0])
+    copy = work / "copied_checkpoint"
+    shutil.copytree(source, copy)
+    assert str(source) in (copy / "checkpoint").read_text()
+    files = _digests(str(copy))
+    code, _, err = _cli(capsys, str(copy), "--data", blobs_npz, "--out", str(copy), "--force")
+    assert code == 2 and "must not be the source checkpoint's directory" in err
+    assert _digests(str(copy)) == files
+    report, _ = _run_ok(capsys, str(copy), blobs_npz, work / "from_copy")
+    assert report["source"].startswith(str(copy))
+
+
 # ---------------------------------------------------------------- every legacy builder: exact or refused
 
 REFUSED = {

@@ -190,7 +190,7 @@ def load(path):
         for name in ("saved_model.pb", "saved_model.pbtxt"):
             if os.path.isfile(os.path.join(path, name)):
                 return _saved_model(path, os.path.join(path, name))
-        prefix = _latest_checkpoint(path)
+        prefix = latest_checkpoint(path)
         if prefix is None:
             raise ArtefactError(f"{path}: a directory with no checkpoint (.index) and no "
                                 f"saved_model.pb")
@@ -215,7 +215,9 @@ def load(path):
     raise ArtefactError(f"{path}: not a checkpoint, .meta, SavedModel or frozen graph (.pb/.pbtxt)")
 
 
-def _latest_checkpoint(directory):
+def latest_checkpoint(directory):
+    """The newest checkpoint prefix in ``directory`` (its own files, even when the state file
+    names another folder), or None."""
     import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
     try:
         prefix = tf.train.latest_checkpoint(directory)

@@ -28,7 +28,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.layers import article
 from tf1_repro.legacy import implementations as legacy
-from tf1_repro.legacy import naming
+from tf1_repro.legacy import artefacts, naming
 from tf1_repro.layers.bn import article_variable_names
 
 TARGETS = ("keras", "tf-layers", "article")
@@ -40,7 +40,7 @@ TOLERANCE = 1e-5
 def resolve_source(src):
     """A checkpoint prefix from a prefix or a directory; ValueError naming what is missing."""
     if os.path.isdir(src):
-        prefix = tf.train.latest_checkpoint(src)
+        prefix = artefacts.latest_checkpoint(src)
         if not prefix:
             raise ValueError(f"{WHERE}: SRC must be a checkpoint prefix or a directory with a "
                              f"checkpoint, got directory {src!r} without one")

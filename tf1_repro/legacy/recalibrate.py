@@ -63,7 +63,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.legacy import graphs, loader
+from tf1_repro.legacy import artefacts, graphs, loader
 
 WHERE = "recalibrate"
 UNIT_ROUNDOFF = 2.0 ** -24
@@ -284,14 +284,10 @@ def _tensor(graph, name, what):
         raise RecalibrateError(f"{WHERE}: {what} must name a tensor in the graph, got {name!r}") from None
 
 
-def _channel_axis(graph, layer, channels):
-    """The input's channel axis: 1 for an NCHW fused kernel, else the last."""
-    for name in layer.bn_ops or []:
-        if _has_op(graph, name):
-            op = graph.get_operation_by_name(name)
-            if op.type.startswith("FusedBatchNorm") and op.get_attr("data_format") in (b"NCHW", b"NCDHW"):
-                return 1
-    return -1
+def _channel_axis(layer):
+    """The input's channel axis, as the finder read it (fused ``data_format``, or the axis the
+    statistics broadcast along)."""
+    return layer.channel_axis
 
 
 # ---------------------------------------------------------------- the plan
@@ -380,7 +376,7 @@ def _prepare_layers(graph, reader, found, notes):
         beta = reader.get_tensor(info.beta).astype(np.float64).reshape(-1) if info.beta and \
             info.beta in names else np.zeros(channels)
         layers.append(_Layer(
-            info=info, depth=0, axis=_channel_axis(graph, info, channels), channels=channels,
+            info=info, depth=0, axis=_channel_axis(info), channels=channels,
             ddof=1 if (info.variance_estimator or ("unbiased" if info.kind == "fused" else None))
             == "unbiased" else 0,
             mean_key=info.moving_mean, var_key=info.moving_variance, shape=shape,
@@ -426,10 +422,7 @@ def _build(graph, layers):
 def resolve_checkpoint(path):
     """(checkpoint prefix, .meta path) from a prefix or a directory with a ``.meta``."""
     if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
-        if prefix is None:
-            indexes = sorted(glob.glob(os.path.join(path, "*.index")), key=os.path.getmtime)
-            prefix = indexes[-1][:-len(".index")] if indexes else None
+        prefix = artefacts.latest_checkpoint(path)  # this folder's files, whatever the state file says
         if prefix is None:
             raise RecalibrateError(f"{WHERE}: PATH must be a checkpoint prefix or a directory with a "
                                    f"checkpoint and its .meta, got directory {path!r} without a checkpoint")
