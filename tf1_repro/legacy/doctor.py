@@ -94,18 +94,7 @@ FINDINGS = {
 }
 DEFAULT_BATCH = 4
 WHERE = "doctor"
-UNSAFE_OPS = frozenset({
-    "ReadFile", "WriteFile", "PyFunc", "PyFuncStateless", "EagerPyFunc", "MatchingFiles",
-    "MergeV2Checkpoints", "ImmutableConst", "InitializeTableFromTextFile",
-    "InitializeTableFromTextFileV2", "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset",
-    "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2", "CreateSummaryFileWriter",
-    "CreateSummaryDbWriter", "WriteSummary", "WriteScalarSummary", "WriteHistogramSummary",
-    "WriteImageSummary", "WriteAudioSummary", "WriteGraphSummary", "WriteRawProtoSummary",
-    "FlushSummaryWriter", "CloseSummaryWriter", "ImportEvent", "SaveDataset", "SaveDatasetV2",
-    "LoadDataset", "DatasetToTFRecord", "SnapshotDataset", "SnapshotDatasetV2", "CacheDataset",
-    "CacheDatasetV2", "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3", "DebugNanCount",
-    "DebugNumericSummary", "DebugNumericSummaryV2", "DecodeProtoV2", "LoadAndRemapMatrix"})
-_UNSAFE_PATTERN = re.compile(r"^(Save|Restore).*|.*Reader(V2)?$|^Reader.*")
+UNSAFE_OPS = graphs.UNSAFE_OPS
 _GRADIENTS = re.compile(r"(^|/)gradients(_\d+)?/")
 _NOT_OUTPUTS = frozenset(finder.WRITE_OPS) | frozenset(finder.VARIABLE_OPS) | {
     "NoOp", "Assert", "Print", "PrintV2", "Const", "Placeholder", "PlaceholderWithDefault",
@@ -555,33 +544,7 @@ def _unsafe(doc, names):
     they call, else None."""
     functions = {f.signature.name: f for f in doc.graph_def.library.function} \
         if doc.graph_def is not None else {}
-    checked = set()
-
-    def bad(node):
-        if node.op in UNSAFE_OPS or _UNSAFE_PATTERN.match(node.op):
-            return True
-        if node.op == "PrintV2":
-            return not node.attr["output_stream"].s.decode().startswith(("stderr", "stdout", "log"))
-        return False
-
-    def called(node):
-        names_ = [node.op] if node.op in functions else []
-        for attr in node.attr.values():
-            if attr.HasField("func"):
-                names_.append(attr.func.name)
-            names_.extend(f.name for f in attr.list.func)
-        return names_
-
-    stack = [doc.nodes[n] for n in names if n in doc.nodes]
-    while stack:
-        node = stack.pop()
-        if bad(node):
-            return node.op, node.name
-        for fname in called(node):
-            if fname in functions and fname not in checked:
-                checked.add(fname)
-                stack.extend(functions[fname].node_def)
-    return None
+    return graphs.first_unsafe([doc.nodes[n] for n in names if n in doc.nodes], functions)
 
 
 def _signature_outputs(doc):

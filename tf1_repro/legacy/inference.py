@@ -1074,6 +1074,9 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     graph, sess, findings = open_model(path)
     try:
         conv = convert(graph, sess, outputs, findings, inputs=inputs, feeds=feeds, fold=fold)
+        unsafe = graphs.unsafe_to_run(graph, conv["outputs"])
+        if unsafe:
+            raise InferenceError(graphs.refusal(unsafe, ", ".join(conv["outputs"])))
         served_outputs = conv["outputs"]
         folded, unfolded = conv["folded"], conv["unfolded"]
         if aliases:

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro.layers.bn import article_variable_names, bn_layer, bn_variables
-from tf1_repro.legacy import artefacts, keras3_worker, naming
+from tf1_repro.legacy import artefacts, graphs, keras3_worker, naming
 
 TARGETS = ("keras3", "article")
 ROLES = naming.ROLES
@@ -248,6 +248,9 @@ def _graph_inputs(art, layers, findings, data, seed):
                 shape = [RANDOM_BATCH if d is None else d for d in tensor.shape.as_list()]
                 feeds[tensor.name] = rng.standard_normal(shape).astype(tensor.dtype.as_numpy_dtype)
         fetches = {layer["name"]: (layer["input"], layer["output"]) for layer in layers}
+        unsafe = graphs.unsafe_to_run(graph, [t for pair in fetches.values() for t in pair])
+        if unsafe:
+            raise MigrateError(f"migrate: {graphs.refusal(unsafe, 'the BN layers')}")
         try:
             values = sess.run(fetches, feeds)
         except (tf.errors.OpError, ValueError, KeyError) as err:

@@ -689,6 +689,9 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
         fetch_tensors = [graph.get_tensor_by_name(l.info.input) for l in layers] + \
             [graph.get_tensor_by_name(l.info.output) for l in layers] + \
             ([predictions_tensor] if predictions_tensor is not None else [])
+        unsafe = graphs.unsafe_to_run(graph, fetch_tensors)
+        if unsafe:
+            raise RecalibrateError(f"{WHERE}: {graphs.refusal(unsafe, 'the BN inputs')}")
         plan = _plan_feeds(graph, data, found, feeds, fetch_tensors, labels)
         graph.finalize()
         report = _passes(sess, data, plan, layers, predictions_tensor, batch_size, max_samples,
