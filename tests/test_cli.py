@@ -93,3 +93,14 @@ def test_train_progress_lines_off_a_terminal_and_quiet_turns_them_off(tmp_path):
     assert [l.split()[1] for l in lines] == [f"{k}/20" for k in range(2, 21, 2)]
     assert "step/s" in lines[0] and "ETA" in lines[0] and "done in" in lines[-1] and "loss=" in lines[-1]
     assert "train: " not in quiet.stderr and quiet.stdout.count("step ") == shown.stdout.count("step ")
+
+
+@pytest.mark.parametrize("command", [["find", "runs/none"], ["doctor", "runs/none"],
+                                     ["recalibrate", "runs/none", "--data", "x.npz", "--out", "o"]])
+def test_json_into_a_missing_directory_is_refused_before_any_work(command, tmp_path, capsys):
+    target = tmp_path / "missing" / "report.json"
+    code = cli.main(command + ["--json", str(target)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (f"python -m tf1_repro {command[0]}: error: --json {target}: its directory "
+                   f"'{tmp_path / 'missing'}' does not exist")

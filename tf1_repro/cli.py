@@ -758,6 +758,20 @@ def _add_examples(commands):
             sub.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
+def _json_target_problem(path):
+    """Why ``--json PATH`` could not be written (checked before the command runs), or None."""
+    if not path:
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"--json must be a file path, got the directory {path!r}"
+    if not os.path.isdir(directory):
+        return f"--json {path}: its directory {directory!r} does not exist"
+    if not os.access(directory, os.W_OK):
+        return f"--json {path}: its directory {directory!r} is not writable"
+    return None
+
+
 def main(argv=None):
     parser = build_parser()
     try:
@@ -768,6 +782,10 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    problem = _json_target_problem(getattr(args, "json", None))
+    if problem:  # before any work: a report that cannot be written must not cost a run
+        print(f"python -m tf1_repro {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     runtime.use_tf1_behavior()
     try:
         return args.run(args)

@@ -184,7 +184,7 @@ def test_bad_inputs_exit_2_with_one_line(legacy_artefact, capsys, tmp_path):
         ([path, "--input-shape", "x=4,a"], "--input-shape must be NAME=N,..."),
         ([path, "--input-shape", "labels=4"], "--input-shape labels is not an input of the outputs"),
         ([path, "--data", str(not_npz)], "x.npz: not a readable .npz file"),
-        ([path, "--json", str(tmp_path / "no" / "r.json")], "its directory does not exist"),
+        ([path, "--json", str(tmp_path / "no" / "r.json")], f"its directory '{tmp_path / 'no'}' does not exist"),
         ([], "the following arguments are required: PATH"),
     ]
     np.savez(tmp_path / "wrong.npz", labels=np.zeros(4))
