@@ -662,11 +662,17 @@ def _run_find(args):
     print(finder.describe(found))
     feeds = found.prediction_feeds()
     print("prediction feeds: " + (", ".join(f"{k}={v}" for k, v in feeds.items()) or "none"))
+    for mode in found.unbound_mode_inputs():
+        print(f"  must be fed by you: {mode.tensor} ({mode.role} of a vanilla dropout: prediction "
+              f"multiplies by its training value)")
+    for note in found.notes:
+        print(f"  note: {note}")
     for layer in found.bn_layers + found.dropouts:
         for note in layer.notes:
             print(f"  note ({layer.name}): {note}")
     _write_json(args.json, dict(found.to_dict(), source=art.source, format=art.format,
-                                prediction_feeds=feeds))
+                                prediction_feeds=feeds,
+                                unbound_mode_inputs=[m.tensor for m in found.unbound_mode_inputs()]))
     return 0
 
 

@@ -376,3 +376,87 @@ def test_channels_first_keras_layer_reports_axis_1():
         tf_keras.layers.BatchNormalization(axis=1)(x, training=tf.placeholder(tf.bool, [], name="t"))
     (layer,) = finder.find(graph).bn_layers
     assert (layer.channel_axis, layer.stat_shape) == (1, (4,))
+
+
+def test_tf_layers_center_false_is_found():
+    """Without beta, tf.nn.batch_normalization adds ``-mean * inv`` instead of ``beta - mean * inv``."""
+    graph = tf.Graph()
+    with graph.as_default(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        x = tf.placeholder(tf.float32, [None, 6], name="x")
+        tf_layers_batch_normalization()(x, training=tf.placeholder(tf.bool, [], name="training"),
+                                        center=False, momentum=0.5, name="bn")
+    (layer,) = finder.find(graph).bn_layers
+    assert (layer.gamma, layer.beta, layer.moving_mean) == ("bn/gamma", None, "bn/moving_mean")
+    assert layer.epsilon == pytest.approx(1e-3) and layer.decay == pytest.approx(0.5)
+    assert layer.output == "bn/batchnorm/add_1:0"
+
+
+def test_gamma_before_the_division_slim_style():
+    """``gamma * (x - mean) / sqrt(var + eps) + beta`` with (1, 1, 1, C) variables and updates
+    written as ``assign(s, s * d + v * (1 - d))`` in UPDATE_OPS."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 4, 4, 3], name="x")
+        training = tf.placeholder(tf.bool, [], name="is_training_pl")
+        with tf.variable_scope("conv1_bn"):
+            shape = [1, 1, 1, 3]
+            beta = tf.get_variable("beta", shape, initializer=tf.zeros_initializer())
+            gamma = tf.get_variable("gamma", shape, initializer=tf.ones_initializer())
+            mm = tf.get_variable("moving_mean", shape, initializer=tf.zeros_initializer(), trainable=False)
+            mv = tf.get_variable("moving_var", shape, initializer=tf.ones_initializer(), trainable=False)
+            mean, var = tf.nn.moments(x, [0, 1, 2], keep_dims=True)
+            tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, tf.assign(mm, mm * 0.95 + mean * (1 - 0.95)))
+            tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, tf.assign(mv, mv * 0.95 + var * (1 - 0.95)))
+            m, v = tf.cond(training, lambda: (mean, var), lambda: (mm, mv))
+            y = gamma * (x - m) / tf.sqrt(v + 1e-4) + beta
+    (layer,) = finder.find(graph).bn_layers
+    assert (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance) == (
+        "conv1_bn/gamma", "conv1_bn/beta", "conv1_bn/moving_mean", "conv1_bn/moving_var")
+    assert layer.decay == pytest.approx(0.95) and layer.epsilon == pytest.approx(1e-4)
+    assert (layer.update_location, layer.stat_shape, layer.channel_axis) == ("UPDATE_OPS", (1, 1, 1, 3), -1)
+    assert layer.output == y.name and layer.statistics_used_at_prediction is True
+
+
+def test_vanilla_dropout_keep_prob_is_not_bound_to_one():
+    """Prediction computes x * keep_prob: the training value must be fed, 1.0 would be wrong."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        lb.dropout_vanilla(x, tf.placeholder(tf.float32, [], name="dropout_keep"),
+                           tf.placeholder(tf.bool, [], name="phase"))
+    found = finder.find(graph)
+    assert found.dropouts[0].scales_at_prediction is True
+    assert found.prediction_feeds() == {"phase:0": False}
+    assert [m.name for m in found.unbound_mode_inputs()] == ["dropout_keep"]
+    inverted = tf.Graph()
+    with inverted.as_default():
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        lb.dropout_inverted(x, tf.placeholder(tf.float32, [], name="kp"), None)
+    assert finder.find(inverted).prediction_feeds() == {"kp:0": 1.0}
+
+
+def test_updates_riding_on_the_output_contrib_style():
+    """``updates_collections=None``: ``out = tf.cond(training, force_updates(y), y)``."""
+    from tensorflow.python.training import moving_averages  # pylint: disable=import-outside-toplevel
+    graph = tf.Graph()
+    with graph.as_default(), tf.variable_scope("d_bn1"):
+        x = tf.placeholder(tf.float32, [None, 4, 4, 3], name="x")
+        training = tf.placeholder(tf.bool, [], name="is_training")
+        gamma = tf.get_variable("gamma", [3], initializer=tf.random_normal_initializer(1.0, 0.02))
+        beta = tf.get_variable("beta", [3], initializer=tf.zeros_initializer())
+        mm = tf.get_variable("moving_mean", [3], initializer=tf.zeros_initializer(), trainable=False)
+        mv = tf.get_variable("moving_variance", [3], initializer=tf.ones_initializer(), trainable=False)
+        y, m, v = tf.cond(training, lambda: tf.nn.fused_batch_norm(x, gamma, beta, epsilon=1e-5),
+                          lambda: (tf.nn.fused_batch_norm(x, gamma, beta, mm, mv, epsilon=1e-5,
+                                                          is_training=False)[0], mm, mv))
+
+        def force():
+            with tf.control_dependencies([
+                    moving_averages.assign_moving_average(mm, m, 0.9, zero_debias=False),
+                    moving_averages.assign_moving_average(mv, v, 0.9, zero_debias=False)]):
+                return tf.identity(y)
+        out = tf.cond(training, force, lambda: y)
+    (layer,) = finder.find(graph).bn_layers
+    assert (layer.output, layer.update_location) == (out.name, "output")
+    assert layer.decay == pytest.approx(0.9) and layer.variance_estimator == "unbiased"

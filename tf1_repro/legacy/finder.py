@@ -145,6 +145,7 @@ class Dropout:
     keep_prob: dict
     convention: str = None
     mode: ModeInput = None
+    scales_at_prediction: bool = False
     random_ops: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
 
@@ -159,16 +160,24 @@ class Findings:
     bn_layers: list
     dropouts: list
     mode_inputs: list
+    notes: list = dataclasses.field(default_factory=list)
 
     def prediction_feeds(self):
-        """``{tensor name: value}`` that puts every layer in prediction mode (Consts left out)."""
+        """``{tensor name: value}`` that puts every layer in prediction mode (Consts left out, and
+        the inputs whose prediction value the graph cannot tell: ``unbound_mode_inputs``)."""
         return {m.tensor: m.prediction_value for m in self.mode_inputs
-                if m.op in ("Placeholder", "PlaceholderWithDefault")}
+                if m.op in ("Placeholder", "PlaceholderWithDefault") and m.prediction_value is not None}
+
+    def unbound_mode_inputs(self):
+        """Mode placeholders a user must feed: the keep_prob of a vanilla dropout, whose
+        prediction multiplies by keep_prob's *training* value (the graph does not hold it)."""
+        return [m for m in self.mode_inputs
+                if m.op in ("Placeholder", "PlaceholderWithDefault") and m.prediction_value is None]
 
     def to_dict(self):
         return {"bn_layers": [b.to_dict() for b in self.bn_layers],
                 "dropouts": [d.to_dict() for d in self.dropouts],
-                "mode_inputs": [m.to_dict() for m in self.mode_inputs]}
+                "mode_inputs": [m.to_dict() for m in self.mode_inputs], "notes": list(self.notes)}
 
 
 def find(graph, collections=None):
@@ -249,6 +258,7 @@ class _Finder:
                 self.ctrl_consumers.setdefault(c.name, []).append(op)
         self.collections = self._collections(collections)
         self._ancestor_cache = {}
+        self.notes = []
         self.modes = {}
         self.debiased = set()
 
@@ -474,7 +484,17 @@ class _Finder:
     # ---- normalisation units
 
     def run(self):
-        units = [u for u in (self._unit(op) for op in self.ops) if u]
+        units = []
+        for op in self.ops:
+            try:
+                unit = self._unit(op)
+            except Exception as err:  # pylint: disable=broad-except
+                # an odd graph must not stop the tools: say which op could not be read
+                self.notes.append(f"{op.name} ({op.type}) looks like a normalisation op but could "
+                                  f"not be read: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+                continue
+            if unit:
+                units.append(unit)
         layers = [self._layer(group) for group in self._group(units)]
         layers.sort(key=lambda l: self._order.get(l.bn_ops[0], 0))
         dropouts = self._dropouts()
@@ -490,6 +510,9 @@ class _Finder:
                 modes[src["name"]] = ModeInput(src["name"], src["param"], op.type,
                                                None if default is None else float(default),
                                                PREDICTION_VALUES[src["param"]])
+            if src["source"] in ("placeholder", "placeholder_with_default") and d.scales_at_prediction:
+                # vanilla dropout: prediction computes x * keep_prob, so 1.0 would be wrong
+                modes[src["name"]].prediction_value = None
         for op in self.ops:
             if op.type in ("Placeholder", "PlaceholderWithDefault") and \
                     op.name.split("/")[-1].startswith("keras_learning_phase") and op.name not in modes:
@@ -497,7 +520,7 @@ class _Finder:
                 modes[op.name] = ModeInput(op.name, "learning_phase", op.type,
                                            None if default is None else default.item(),
                                            False if op.outputs[0].dtype.is_bool else 0)
-        return Findings(layers, dropouts, list(modes.values()))
+        return Findings(layers, dropouts, list(modes.values()), self.notes)
 
     @property
     def _order(self):
@@ -557,10 +580,17 @@ class _Finder:
                 tails[m.name] = nxt
             xm = [m for m in muls if any(n.type in ("Add", "AddV2") for n in tails[m.name])]
             mm = [m for m in muls if any(n.type in ("Sub", "Neg") for n in tails[m.name])]
+            negated = [m for m in muls if self._other(m, inv).op.type == "Neg"]
+            if not mm and len(negated) == 1 and len(xm) == 2:
+                # center=False: x*inv + (-mean)*inv
+                mm, xm = negated, [m for m in xm if m is not negated[0]]
             if len(xm) == 1 and len(mm) == 1 and xm[0] is not mm[0]:
                 x, mean = self._other(xm[0], inv), self._other(mm[0], inv)
-                sub = [n for n in tails[mm[0].name] if n.type in ("Sub", "Neg")][0]
-                offset = sub.inputs[0] if sub.type == "Sub" else None
+                subs = [n for n in tails[mm[0].name] if n.type in ("Sub", "Neg")]
+                if subs:
+                    offset = subs[0].inputs[0] if subs[0].type == "Sub" else None
+                else:
+                    mean = mean.op.inputs[0]  # the Neg's input
                 y_ops = [n for n in tails[xm[0].name] if n.type in ("Add", "AddV2")]
                 y = y_ops[0].outputs[0]
         if x is None:
@@ -569,10 +599,17 @@ class _Finder:
                 if (root.type == "Rsqrt" and u.type == "Mul") or (root.type == "Sqrt" and u.type in ("RealDiv", "Div")
                                                                    and u.inputs[1].name == inv.name):
                     centred = self._other(u, inv) if u.type == "Mul" else u.inputs[0]
+                    if centred.op.type == "Mul" and not self._is_centred(centred):
+                        # gamma * (x - mean) / sqrt(var + eps): gamma before the division
+                        a, b = centred.op.inputs
+                        for first, second in ((a, b), (b, a)):
+                            if self._is_centred(second) and self._stat_like(first):
+                                gamma, centred = first, second
+                                break
                     if self._is_centred(centred) and not self._stat_like(centred.op.inputs[0]):
                         x, mean = centred.op.inputs[0], centred.op.inputs[1]
                         y, gamma2, offset, rescaled = self._affine_tail(u.outputs[0])
-                        gamma = gamma or gamma2
+                        gamma = gamma if gamma is not None else gamma2
                         break
         if x is None:
             return None
@@ -775,6 +812,8 @@ class _Finder:
         stats = [n for n in (moving_mean, moving_var) if n]
         upd = self._updates(stats, units, output, moving_var, mode)
         notes += upd["notes"]
+        if upd.get("output") is not None:
+            output = upd["output"]
         if kind == "batch_normalization" and upd["location"] == "output" and mode is not None and \
                 not upd["at_prediction"] and used and \
                 mode.op != "python_bool" and any(u["batch"] for u in units) and moving_mean and \
@@ -1019,7 +1058,15 @@ class _Finder:
                     loc = "UPDATE_OPS" if key == "update_ops" else f"collection:{key}"
                     if key == "update_ops":
                         break
-            locations.append(loc or f"separate-op:{self._sink(w)}")
+            if loc is None:
+                sink = self.g.get_operation_by_name(self._sink(w))
+                if self._passes_through(sink, output):
+                    # contrib's updates_collections=None: y = tf.cond(training, force_updates, y)
+                    info["output"] = sink.outputs[0]
+                    locations.append("output")
+                    continue
+                loc = f"separate-op:{sink.name}"
+            locations.append(loc)
         location = locations[0]
         separate = sorted({loc.split(":", 1)[1] for loc in locations if loc.startswith("separate-op:")})
         if location.startswith("separate-op:"):
@@ -1047,6 +1094,15 @@ class _Finder:
         info["zero_debias"] = bool(self.debiased & set(stats)) if decays else None
         info.update(ops=[w.name for _, w in writes], location=location, at_prediction=at_prediction)
         return info
+
+    def _passes_through(self, merge, output):
+        """A cond Merge each of whose branches is ``output`` itself (through Identity/Switch): the
+        updates ride on the layer's output, as ``updates_collections=None`` builds them."""
+        if merge.type != "Merge" or not merge.inputs:
+            return False
+        return all(self._strip_switch(t).name == output.name or
+                   (t.op.type == "Identity" and self._strip_switch(t.op.inputs[0]).name == output.name)
+                   for t in merge.inputs)
 
     def _runs_at_prediction(self, write, mode):
         """An update that is an ancestor of the output runs at prediction unless a tf.cond
@@ -1231,9 +1287,18 @@ class _Finder:
                 break
         if merge:
             output = merge[0].outputs[0]
+        scales_at_prediction = False
         if convention == "vanilla" and merge:
-            notes.append("no scaling in training: prediction should multiply by keep_prob "
-                         "(the article's first way)")
+            others = [t for t in merge[0].inputs if t.op.name != apply_op.name]
+            scales_at_prediction = any(
+                t.op.type == "Mul" and keep["name"] is not None and any(
+                    (self._scalar_source(i) or ("", None, False))[1] is not None and
+                    self._scalar_source(i)[1].name == keep["name"] for i in t.op.inputs)
+                for t in others)
+            notes.append("no scaling in training: prediction " + (
+                "multiplies by keep_prob (the article's first way): prediction needs keep_prob's "
+                "training value fed, not 1.0" if scales_at_prediction else
+                "should multiply by keep_prob (the article's first way)"))
         kind = "hand-written"
         if how == "select":
             kind = "keras" if mode is not None else "tf.nn.dropout"
@@ -1244,7 +1309,8 @@ class _Finder:
         if mode is not None and name.endswith("/dropout") and "/cond" in name:
             name = name.split("/cond")[0]
         return Dropout(name=name, kind=kind, input=x.name, output=output.name, keep_prob=keep,
-                       convention=convention, mode=mode, random_ops=[rand.name], notes=notes)
+                       convention=convention, mode=mode, random_ops=[rand.name], notes=notes,
+                       scales_at_prediction=scales_at_prediction)
 
     def _keep_prob_source(self, rand, apply_op, scale_by):
         """Trace keep_prob/rate: the mask's threshold, else the scale."""
