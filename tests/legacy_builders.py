@@ -345,3 +345,24 @@ def dropout_double_scaled(x, keep_prob, training):
 def dropout_unscaled(x, keep_prob, training):
     """Dropout forgotten: nothing is dropped."""
     return tf.identity(x)
+
+
+def hand_nchw(inputs, training):
+    """Channels-first inside the layer: transpose to NCHW, statistics shaped (1, C, 1, 1), updates
+    in UPDATE_OPS (decay 0.9, eps 1e-3, moving variance from 1)."""
+    x = tf.transpose(inputs, [0, 3, 1, 2])
+    channels = int(x.shape[1])
+    shape = [1, channels, 1, 1]
+    with tf.variable_scope("bn"):
+        gamma = tf.get_variable("gamma", shape, initializer=tf.ones_initializer())
+        beta = tf.get_variable("beta", shape, initializer=tf.zeros_initializer())
+        moving_mean = tf.get_variable("moving_mean", shape, initializer=tf.zeros_initializer(),
+                                      trainable=False)
+        moving_var = tf.get_variable("moving_variance", shape, initializer=tf.ones_initializer(),
+                                     trainable=False)
+        mean, var = tf.nn.moments(x, [0, 2, 3], keep_dims=True)
+        for op in (moving_averages.assign_moving_average(moving_mean, mean, 0.9, zero_debias=False),
+                   moving_averages.assign_moving_average(moving_var, var, 0.9, zero_debias=False)):
+            tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, op)
+        m, v = tf.cond(training, lambda: (mean, var), lambda: (moving_mean, moving_var))
+        return tf.transpose(tf.nn.batch_normalization(x, m, v, beta, gamma, 1e-3), [0, 2, 3, 1])

@@ -234,8 +234,11 @@ class _State:
 
 
 def _per_channel(value, channels):
+    """One value per channel in any layout that broadcasts: (C,), (1, C), (1, 1, 1, C) and the
+    channels-first (1, C, 1, 1) of code that transposes to NCHW inside the layer."""
     shape = np.shape(value)
-    return (len(shape) >= 1 and shape[-1] == channels and int(np.prod(shape)) == channels
+    return (len(shape) >= 1 and int(np.prod(shape)) == channels and channels in shape
+            and sum(d != 1 for d in shape) <= 1
             and np.issubdtype(np.asarray(value).dtype, np.floating))
 
 
