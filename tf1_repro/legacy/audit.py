@@ -281,6 +281,10 @@ def _probe(layer, rng):
     candidates = [n for n in per_channel if n in changed_anywhere]
     read_stats = [n for n in candidates if n in reads]
     stats = read_stats or candidates
+    if not structure and (gamma or stats):
+        warnings.append("the structural finder found no BN layer in this graph, so doctor, "
+                        "recalibrate, to-inference and migrate would not see this layer; the verdicts "
+                        "here come from the probes alone")
     location = next((m for m in mechanisms if set(stats) & m["changed"]), None)
     report["update_location"] = location["location"] if location else None
     report["updates_on_training"] = bool(set(stats) & mechanisms[0]["changed"])
