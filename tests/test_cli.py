@@ -38,7 +38,7 @@ def test_every_command_help_ends_with_an_example(name):
 
 def test_quiet_flag_on_the_long_commands():
     commands = _commands()
-    for name in ("train", "bench", "experiment"):
+    for name in ("train", "bench", "experiment", "to-inference", "bench-inference"):
         assert "--quiet" in commands[name].format_help(), name
 
 

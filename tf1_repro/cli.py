@@ -417,9 +417,10 @@ def _add_to_inference(commands):
         "to-inference", help="freeze any TF1 training graph for serving: bind mode placeholders, "
         "drop training ops and dropout, fold BN; SavedModel, frozen, ONNX, TFLite; verified",
         description="Loads PATH and runs its graph with the prediction feeds (no training op) to "
-        "verify each artefact. Imports no user code.")
+        "verify each artefact, in a scratch directory: only artefacts that ran are moved into "
+        "--out. Imports no user code.")
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory (with its .meta), "
-                   "a .meta file, or a SavedModel directory")
+                   "a .meta file, a SavedModel directory or a frozen graph (.pb/.pbtxt)")
     p.add_argument("--outputs", required=True, metavar="NAME[,NAME...]",
                    help="output tensors or ops of the prediction path")
     p.add_argument("--inputs", metavar="NAME[,NAME...]",
@@ -437,6 +438,7 @@ def _add_to_inference(commands):
     p.add_argument("--latency-runs", type=int, default=30, metavar="N",
                    help="interleaved timing rounds (default 30; 0 skips timing)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    progress.add_quiet_flag(p)
     p.set_defaults(run=_run_to_inference)
 
 
@@ -463,7 +465,8 @@ def _run_to_inference(args):
             report = inference.to_inference(
                 args.path, split, args.out, inputs=inputs, feeds=feeds, fold=not args.no_fold,
                 formats=[f.strip() for f in args.formats.split(",") if f.strip()], data=data,
-                latency_runs=args.latency_runs, log=_stderr)
+                latency_runs=args.latency_runs, log=lambda line: progress.echo(line, sys.stderr),
+                progress=progress.factory(quiet=args.quiet))
     except inference.InferenceError as err:
         raise UsageError(f"{prog}: error: {err}") from None
     print(inference.format_report(report))
@@ -527,6 +530,7 @@ def _add_bench_inference(commands):
                             "ONNX Runtime, TFLite")
     p.add_argument("--repeat", type=positive_int, default=30, help="interleaved rounds (default 30)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    progress.add_quiet_flag(p)
     p.set_defaults(run=_run_bench_inference)
 
 
@@ -534,7 +538,7 @@ def _run_bench_inference(args):
     from tf1_repro.bench import inference as bench_inference  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = bench_inference.run(args.repeat)
+        result = bench_inference.run(args.repeat, progress=progress.factory(quiet=args.quiet))
     print(bench_inference.format_bench(result))
     _write_json(args.json, result)
     return 0

@@ -3,6 +3,7 @@ frozen where tf.graph_util alone fails, every format verified, the doctor's suit
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -303,10 +304,15 @@ def _cli(capsys, *argv):
 
 def test_cli_runs_and_writes_json(article_checkpoint, tmp_path, capsys):
     prefix, (logits, _), _ = article_checkpoint
-    code, out, _ = _cli(capsys, prefix, "--outputs", logits, "--out", str(tmp_path / "o"),
-                        "--formats", "frozen,onnx", "--latency-runs", "0",
-                        "--json", str(tmp_path / "r.json"))
+    code, out, err = _cli(capsys, prefix, "--outputs", logits, "--out", str(tmp_path / "o"),
+                          "--formats", "frozen,onnx", "--latency-runs", "0",
+                          "--json", str(tmp_path / "r.json"))
     assert code == 0, out
+    # off a terminal: plain progress lines on stderr, one per stage (reference run, 2 written,
+    # 2 verified, moved: 6), the last one "6/6 stage (100%) ... done in"
+    lines = err.splitlines()
+    assert len(lines) == 6 and all(line.startswith("to-inference: ") for line in lines), err
+    assert lines[-1].startswith("to-inference: 6/6 stage (100%)") and "done in" in lines[-1]
     assert "BN bn_conv (article): folded into conv1/Conv2D" in out
     assert "verified: every artefact matches the original" in out
     assert set(json.loads((tmp_path / "r.json").read_text())["artefacts"]) == {"frozen", "onnx"}
@@ -357,7 +363,7 @@ def test_cli_names_an_op_a_format_cannot_take(tmp_path, capsys):
             sess.run(tf.global_variables_initializer())
             tf.train.Saver().save(sess, str(tmp_path / "m.ckpt"))
     code, _, err = _cli(capsys, str(tmp_path / "m.ckpt"), "--outputs", "y", "--out",
-                        str(tmp_path / "o"), "--formats", "frozen,tflite")
+                        str(tmp_path / "o"), "--formats", "frozen,tflite", "--quiet")
     assert code == 2 and err.count("\n") == 1
     assert err == ("python -m tf1_repro to-inference: error: tflite: op MatrixDeterminant is not a "
                    "TFLite builtin op\n")
@@ -434,8 +440,179 @@ def test_missing_converter_package_is_a_one_line_hint(article_checkpoint, tmp_pa
     prefix, (logits, _), _ = article_checkpoint
     monkeypatch.setitem(__import__("sys").modules, "tf2onnx", None)  # as if not installed
     code, out, err = _cli(capsys, prefix, "--outputs", logits, "--out", str(tmp_path / "o"),
-                          "--formats", "frozen,onnx", "--latency-runs", "0")
+                          "--formats", "frozen,onnx", "--latency-runs", "0", "--quiet")
     assert code == 0
     assert err == formats.INSTALL_HINT["onnx"] + "\n"
     assert f"    onnx         skipped  ({formats.INSTALL_HINT['onnx']})" in out
     assert sorted(os.listdir(tmp_path / "o")) == ["frozen_graph.pb"]
+
+
+def test_quiet_shows_no_progress(article_checkpoint, tmp_path, capsys):
+    prefix, (logits, _), _ = article_checkpoint
+    code, out, err = _cli(capsys, prefix, "--outputs", logits, "--out", str(tmp_path / "o"),
+                          "--formats", "frozen", "--latency-runs", "2", "--quiet")
+    assert code == 0 and err == "", err
+    assert "verified: every artefact matches the original" in out
+
+
+def test_help_names_frozen_graphs_and_quiet():
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.choices)  # pylint: disable=protected-access
+    text = " ".join(commands.choices["to-inference"].format_help().split())
+    assert "a SavedModel directory or a frozen graph (.pb/.pbtxt)" in text
+    assert "--quiet" in text and "--quiet" in commands.choices["bench-inference"].format_help()
+
+
+# ---- failures of one format, bad input, vanilla dropout, channels-first BN ---------------------
+
+@pytest.fixture(scope="module")
+def sequence_checkpoint(tmp_path_factory):
+    """x [None, 7, 4] -> dense -> tf.layers BN -> conv1d -> BN -> mean -> dense: converts to
+    TFLite, but the interpreter cannot resize it to batch 16 (XNNPack fails to reshape)."""
+    from tf_keras.src.legacy_tf_layers import convolutional, core  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy.implementations import tf_layers_batch_normalization
+    folder = tmp_path_factory.mktemp("sequence")
+    with tf.Graph().as_default() as g, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.layers deprecation
+        x = tf.placeholder(tf.float32, [None, 7, 4], name="x")
+        training = tf.placeholder(tf.bool, name="training")
+        bn = tf_layers_batch_normalization()
+        h = bn(core.dense(x, 6), training=training)
+        h = bn(convolutional.conv1d(h, 5, 3, padding="same"), training=training)
+        tf.identity(core.dense(tf.reduce_mean(h, axis=1), 3), name="y")
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, str(folder / "m.ckpt"))
+    return str(folder / "m.ckpt")
+
+
+def test_an_artefact_that_cannot_run_is_reported_and_not_written(sequence_checkpoint, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "o"
+    report = inf.to_inference(sequence_checkpoint, ["y"], str(out), formats=["frozen", "tflite"],
+                              latency_runs=0)
+    tflite = report["artefacts"]["tflite"]
+    assert tflite["error"].startswith("cannot run: RuntimeError: XNNPack delegate failed to "
+                                      "reshape"), tflite
+    assert "\n" not in tflite["error"] and tflite["path"] is None
+    assert report["artefacts"]["frozen"]["error"] is None
+    assert report["artefacts"]["frozen"]["max_abs_diff"] <= 1e-4
+    assert not report["ok"]
+    assert sorted(os.listdir(out)) == ["frozen_graph.pb"]  # verified in the scratch folder first
+    code, text, _ = _cli(capsys, sequence_checkpoint, "--outputs", "y", "--out", str(tmp_path / "c"),
+                         "--formats", "tflite,frozen", "--latency-runs", "3", "--quiet")
+    assert code == 1
+    assert "    tflite       FAILED   cannot run: RuntimeError: XNNPack delegate failed" in text
+    assert text.rstrip().endswith("FAILED: tflite could not be verified and was not written "
+                                  "(exit 1)")
+    assert sorted(os.listdir(tmp_path / "c")) == ["frozen_graph.pb"]
+
+
+def test_bad_data_and_out_are_one_line_exit_2_before_any_work(article_checkpoint, tmp_path, capsys):
+    prefix, (logits, _), _ = article_checkpoint  # x: (?, 4, 4, 2)
+    out = tmp_path / "o"
+    cases = {
+        "wrong_shape": ({"x": np.zeros((5, 4, 4, 3), np.float32)},
+                        "--data: array x must have shape (?, 4, 4, 2) to feed input x:0, got "
+                        "(5, 4, 4, 3)"),
+        "wrong_rank": ({"x": np.zeros((5, 32), np.float32)},
+                       "--data: array x must have shape (?, 4, 4, 2) to feed input x:0, got (5, 32)"),
+        "no_rows": ({"x": np.zeros((0, 4, 4, 2), np.float32)},
+                    "--data: array x must have at least one row (shape (N, ...) with N >= 1), got "
+                    "shape (0, 4, 4, 2)"),
+        "text": ({"x": np.array(["a", "b"])}, "--data: array x must be numeric or bool, got dtype <U1"),
+    }
+    for name, (arrays, message) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        code, _, err = _cli(capsys, prefix, "--outputs", logits, "--out", str(out), "--data",
+                            str(tmp_path / f"{name}.npz"))
+        assert (code, err) == (2, f"python -m tf1_repro to-inference: error: {message}\n"), name
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    code, _, err = _cli(capsys, prefix, "--outputs", logits, "--out", str(taken))
+    assert (code, err) == (2, f"python -m tf1_repro to-inference: error: --out must be a directory "
+                              f"(new or without the artefacts' names), got '{taken}': an existing "
+                              f"file\n")
+    assert taken.read_text() == "mine" and not out.exists()
+
+
+def _vanilla_checkpoint(folder):
+    from tf1_repro.layers.dropout import vanilla_dropout  # pylint: disable=import-outside-toplevel
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, 6], name="x")
+        training = tf.placeholder(tf.bool, name="training")
+        keep_prob = tf.placeholder(tf.float32, name="keep_prob")
+        w = tf.Variable(RNG.normal(size=(6, 3)).astype(np.float32), name="w")
+        h = vanilla_dropout(tf.nn.relu(x), keep_prob, training, seed=1)
+        y = tf.identity(tf.matmul(h, w), name="y")
+        value = RNG.normal(size=(16, 6)).astype(np.float32)
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, str(folder / "m.ckpt"))
+            want = {k: sess.run(y, {x: value, training: False, keep_prob: k}) for k in (0.8, 1.0)}
+    return str(folder / "m.ckpt"), value, want
+
+
+def test_vanilla_dropout_keep_prob_must_be_fed_and_is_served(tmp_path, capsys):
+    prefix, value, want = _vanilla_checkpoint(tmp_path)
+    code, _, err = _cli(capsys, prefix, "--outputs", "y", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1
+    assert err == ("python -m tf1_repro to-inference: error: --feed: placeholder keep_prob drives "
+                   "the vanilla dropout vanilla_dropout/cond/vanilla_dropout_train (training "
+                   "multiplies by the 0/1 mask, prediction by keep_prob), so keep_prob=1.0 would "
+                   "serve outputs 1/keep_prob too large; pass its training value with --feed "
+                   "keep_prob=VALUE (e.g. --feed keep_prob=0.8)\n")
+    assert not (tmp_path / "o").exists()
+    report = inf.to_inference(prefix, ["y"], str(tmp_path / "o"), feeds={"keep_prob": 0.8},
+                              formats=["frozen"], latency_runs=0)
+    assert report["ok"] and report["feeds"] == {"training:0": False, "keep_prob:0": 0.8}
+    assert report["dropouts_scaled"] == [{"name": "vanilla_dropout/cond/vanilla_dropout_train",
+                                          "keep_prob": 0.8}]
+    assert report["dropouts_removed"] == [] and report["dropouts_kept"] == []
+    got = formats.open_frozen(report["artefacts"]["frozen"]["path"], ["y:0"]).run({"x:0": value})[0]
+    np.testing.assert_allclose(got, want[0.8], rtol=0, atol=1e-6 * np.max(np.abs(want[0.8])))
+    # what keep_prob=1.0 served: 1/0.8 times the vanilla prediction
+    np.testing.assert_allclose(want[1.0] * 0.8, want[0.8], rtol=1e-5, atol=1e-6)
+
+
+def _channels_first(kind):
+    """x [N, C, 3, 3] -> BN over axis 1 (fused NCHW, or hand-written with (1, C, 1, 1) statistics)."""
+    x = tf.placeholder(tf.float32, [None, C, 3, 3], name="x")
+    gamma, beta, mean, var = (tf.constant(v) for v in _stats(C))
+    if kind == "fused":
+        out = tf.raw_ops.FusedBatchNormV3(x=x * 2.0, scale=gamma, offset=beta, mean=mean,
+                                          variance=var, epsilon=EPS, is_training=False,
+                                          data_format="NCHW")[0]
+    else:
+        gamma, beta, mean, var = (tf.reshape(t, [1, C, 1, 1]) for t in (gamma, beta, mean, var))
+        out = (x * 2.0 - mean) / tf.sqrt(var + EPS) * gamma + beta
+    return tf.identity(out, name="y")
+
+
+@pytest.mark.parametrize("kind", ["fused", "hand_written"])
+def test_channels_first_bn_is_kept_for_its_true_reason(kind, tmp_path):
+    with tf.Graph().as_default() as g:
+        _channels_first(kind)
+        with tf.Session(graph=g) as sess:
+            frozen = tf.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+    path = tmp_path / "frozen.pb"
+    path.write_bytes(frozen.SerializeToString())
+    report = inf.to_inference(str(path), ["y"], str(tmp_path / "o"), formats=["frozen"],
+                              latency_runs=0)
+    assert [(b["folded"], b["reason"]) for b in report["bn_layers"]] == [(False, inf.CHANNELS_FIRST)]
+    assert inf.CHANNELS_FIRST.startswith("channels-first layout (NCHW")
+    assert report["ok"] and report["training_ops_left"] == []
+    if kind == "fused":  # kept as it is: a prediction op, not a training-only one
+        assert report["ops_after"]["FusedBatchNormV3"] == 1
+
+
+def test_fused_bn_is_training_only_when_it_normalises_with_batch_statistics():
+    def graph_def(is_training):
+        with tf.Graph().as_default() as g:
+            x = tf.placeholder(tf.float32, [None, 3, 3, C], name="x")
+            gamma, beta, mean, var = (tf.constant(v) for v in _stats(C))
+            tf.raw_ops.FusedBatchNormV3(x=x, scale=gamma, offset=beta, mean=mean, variance=var,
+                                        epsilon=EPS, is_training=is_training, name="bn")
+        return g.as_graph_def()
+    assert inf.training_only_ops(graph_def(False)) == []
+    assert inf.training_only_ops(graph_def(True)) == ["FusedBatchNormV3 bn"]

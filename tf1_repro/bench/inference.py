@@ -100,14 +100,15 @@ def _floor_graph_def():
                                                                 [logits.op.name])
 
 
-def run(repeat=30, seed=0):
-    """Build, convert, verify and time; returns the measurements (JSON-able)."""
+def run(repeat=30, seed=0, progress=None):
+    """Build, convert, verify and time; returns the measurements (JSON-able). ``progress``: a
+    progress factory (``tf1_repro.progress.factory()``) for the conversion and the rounds."""
     from tf1_repro.legacy import formats, inference  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(tmp, "ckpt", "model.ckpt")
         _train_and_save(prefix, seed)
         report = inference.to_inference(prefix, ["logits:0"], os.path.join(tmp, "served"),
-                                        latency_runs=0)
+                                        latency_runs=0, progress=progress)
         graph, sess, findings = inference.open_model(prefix)
         try:
             conv = inference.convert(graph, sess, ["logits:0"], findings)
@@ -124,7 +125,7 @@ def run(repeat=30, seed=0):
             rng = np.random.default_rng(seed + 1)
             batches = {b: {"x:0": rng.normal(0.5, 0.25, (b,) + SHAPE).astype(np.float32)}
                        for b in BATCHES}
-            latency = inference.measure_latency(runners, batches, repeat, seed)
+            latency = inference.measure_latency(runners, batches, repeat, seed, progress=progress)
             for runner in runners.values():
                 runner.close()
         finally:

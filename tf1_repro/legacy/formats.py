@@ -13,7 +13,8 @@ Each writer takes the frozen GraphDef, the input and output tensor names
   dimension 1 (the interpreter resizes it), builtin ops only.
 
 A missing optional package raises ``FormatUnavailable`` with a one-line hint;
-an op a converter cannot take raises ``FormatError`` naming the op and format.
+an op a converter cannot take raises ``UnsupportedOp`` naming the op and format;
+any other converter failure raises ``FormatError`` with one line.
 """
 
 import contextlib
@@ -42,7 +43,11 @@ class FormatUnavailable(Exception):
 
 
 class FormatError(ValueError):
-    """A converter cannot take the graph (message names the op and the format)."""
+    """A converter failed on the graph (message: one line naming the format and why)."""
+
+
+class UnsupportedOp(FormatError):
+    """A format has no conversion for an op of the graph (message names the op and format)."""
 
 
 def signature_key(name):
@@ -112,7 +117,7 @@ def write_onnx(graph_def, inputs, outputs, path, opset=ONNX_OPSET):
         raise FormatError(f"onnx: tf2onnx cannot convert the graph: {str(err).splitlines()[0]}") from None
     for node in model.graph.node:
         if not onnx.defs.has(node.op_type, node.domain or ""):
-            raise FormatError(f"onnx: op {node.op_type} ({node.name}) has no ONNX conversion "
+            raise UnsupportedOp(f"onnx: op {node.op_type} ({node.name}) has no ONNX conversion "
                               f"(opset {opset})")
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
@@ -132,18 +137,28 @@ def write_tflite(graph_def, inputs, outputs, input_shapes, path):
             with _captured_stderr():
                 model = converter.convert()
         except Exception as err:  # pylint: disable=broad-except
-            raise FormatError(f"tflite: {_tflite_reason(str(err))}") from None
+            reason, unsupported = _tflite_reason(str(err))
+            raise (UnsupportedOp if unsupported else FormatError)(f"tflite: {reason}") from None
     with open(path, "wb") as f:
         f.write(model)
     return path
 
 
 def _tflite_reason(text):
+    """(one-line reason, whether it is an op TFLite has no builtin for)."""
     ops = re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)
     if ops:
-        return "op " + ", ".join(sorted(set(ops))) + " is not a TFLite builtin op"
-    lines = [line.strip() for line in text.splitlines() if "error" in line.lower()]
-    return (lines[0] if lines else text.splitlines()[0])[:300]
+        return "op " + ", ".join(sorted(set(ops))) + " is not a TFLite builtin op", True
+    return one_line(text), False
+
+
+def one_line(text, limit=300):
+    """The first line of ``text`` that says "error" (else its first line), at most ``limit``
+    characters: what a report shows of a converter's or runtime's exception."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    line = (errors or lines or ["(no message)"])[0]
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 # ---- runners ------------------------------------------------------------------------------

@@ -604,8 +604,21 @@ def _unique(by_name, name):
     return candidate
 
 
-def fold_batch_norm(graph_def, output, stop=(), fold=True, channels=None):
+CHANNELS_FIRST = ("channels-first layout (NCHW, statistics shaped (1, C, 1, 1)): folding not "
+                  "implemented; left as the graph computes it")
+
+
+def _channels_first(node):
+    """A FusedBatchNorm* or BiasAdd node with data_format NCHW."""
+    return node.op in FUSED_BN_OPS + ("BiasAdd",) and node.attr["data_format"].s == b"NCHW"
+
+
+def fold_batch_norm(graph_def, output, stop=(), fold=True, channels=None, channel_axis=-1):
     """Rewrite the BN whose last node is ``output`` (its name kept).
+
+    A channels-first BN (``channel_axis`` 1, as the finder reports for NCHW fused ops and
+    statistics that broadcast as (1, C, 1, 1), or an NCHW node at ``output``) is left as it
+    is, with the reason ``CHANNELS_FIRST``: ``_step`` composes only per-last-axis operands.
 
     Folded: ``L(x, W) * s + o`` -> ``BiasAdd(L(x, W * s), o)`` (bias of a BiasAdd/Add before
     the BN is part of o). Kept: ``x * s + o`` as one Mul and one AddV2 with constant
@@ -615,6 +628,8 @@ def fold_batch_norm(graph_def, output, stop=(), fold=True, channels=None):
     GraphDef is unchanged, with reason, when ``output`` is not a per-channel affine chain
     with constant parameters (e.g. batch statistics at prediction).
     """
+    if channel_axis not in (-1, None) or _channels_first(nodes_by_name(graph_def)[node_name(output)]):
+        return graph_def, {"folded": False, "linear": None, "reason": CHANNELS_FIRST}
     chain = affine_chain(graph_def, output, stop)
     if chain is None:
         node = nodes_by_name(graph_def)[node_name(output)]
@@ -672,6 +687,7 @@ FORBIDDEN_OPS = SWITCH_OPS + MERGE_OPS + VARIABLE_OPS + FUSED_BN_OPS + (
     "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
     "StatelessRandomUniform", "StatelessRandomUniformV2", "StatelessRandomNormal",
     "StatelessRandomNormalV2", "ReadVariableOp")
+PREDICTION_OPS = (GLOBAL_BN_OP,)  # in FORBIDDEN_OPS (a folded BN leaves none) but has no training mode
 WRITE_OPS = ("Assign", "AssignSub", "AssignAdd", "AssignVariableOp", "AssignSubVariableOp",
              "AssignAddVariableOp", "ScatterUpdate", "ScatterSub", "ScatterAdd")
 
@@ -682,8 +698,12 @@ class InferenceError(ValueError):
 
 def training_only_ops(graph_def):
     """Nodes a prediction graph must not hold: Switch/Merge, variables, assigns, random
-    ops, FusedBatchNorm/Rsqrt, and bool placeholders. Returns ["Op name", ...]."""
-    found = [f"{n.op} {n.name}" for n in graph_def.node if n.op in FORBIDDEN_OPS]
+    ops, FusedBatchNorm with is_training true, Rsqrt (constant statistics fold it away: one
+    left normalises with batch statistics), and bool placeholders. Returns ["Op name", ...].
+    A FusedBatchNorm with is_training false normalises with its constant statistics (a
+    prediction op, left when it is not folded), as BatchNormWithGlobalNormalization does."""
+    found = [f"{n.op} {n.name}" for n in graph_def.node if n.op in FORBIDDEN_OPS
+             and n.op not in PREDICTION_OPS and not (n.op in FUSED_BN_OPS and not n.attr["is_training"].b)]
     found += [f"{n.op} {n.name} (bool)" for n in graph_def.node
               if n.op in PLACEHOLDER_OPS and n.attr["dtype"].type == tf.bool.as_datatype_enum]
     return found
@@ -724,15 +744,53 @@ def _check_names(graph, names, what, graph_def):
     return tensors
 
 
+def _vanilla_keep_probs(findings):
+    """{placeholder node name: [dropout names]} for the keep_prob placeholders the finder leaves
+    unbound (``unbound_mode_inputs``: a vanilla dropout, whose prediction computes
+    ``x * keep_prob`` with keep_prob's *training* value, so binding it to 1.0 would serve
+    outputs 1/keep_prob too large)."""
+    unbound = {m.name for m in findings.unbound_mode_inputs()}
+    found = {}
+    for d in findings.dropouts:
+        kp = d.keep_prob or {}
+        if (d.convention == "vanilla" and kp.get("name") in unbound
+                and kp.get("source") in ("placeholder", "placeholder_with_default")):
+            found.setdefault(kp["name"], []).append(d.name)
+    for name in unbound:
+        found.setdefault(name, [])
+    return found
+
+
+def _refuse_unbound(findings, bound, inputs, needed):
+    """InferenceError naming the first unbound mode placeholder the outputs need (see
+    ``_vanilla_keep_probs``) that neither --feed nor --inputs gives."""
+    present = nodes_by_name(needed)
+    given = set(bound) | {node_name(i) for i in inputs}
+    for name, dropouts in sorted(_vanilla_keep_probs(findings).items()):
+        if name in given or name not in present:
+            continue
+        what = (f"drives the vanilla dropout {', '.join(dropouts)} (training multiplies by the 0/1 "
+                f"mask, prediction by keep_prob)" if dropouts else
+                "has no prediction value the graph can tell")
+        raise InferenceError(
+            f"--feed: placeholder {name} {what}, so keep_prob=1.0 would serve outputs 1/keep_prob "
+            f"too large; pass its training value with --feed {name}=VALUE (e.g. --feed {name}=0.8)")
+
+
 def _dropout_plan(dropouts, bound):
     """(dropouts to replace by their input, [{name, reason}] kept). A dropout is the identity
-    when its keep_prob is 1 (or its rate 0) once the mode placeholders are bound."""
+    when its keep_prob is 1 (or its rate 0) once the mode placeholders are bound; a vanilla
+    dropout never is (its prediction multiplies by keep_prob)."""
     remove, kept = [], []
     for d in dropouts:
         kp = d.keep_prob or {}
         value = kp.get("value")
         if kp.get("source") in ("placeholder", "placeholder_with_default") and kp.get("name"):
             value = bound.get(node_name(kp["name"]), value)
+        if d.convention == "vanilla" and getattr(d, "scales_at_prediction", False):
+            kept.append({"name": d.name, "vanilla": True, "keep_prob": value,
+                         "reason": f"vanilla: prediction multiplies by keep_prob={value!r}"})
+            continue
         identity = value is not None and (
             (kp.get("param") == "keep_prob" and float(value) == 1.0)
             or (kp.get("param") == "rate" and float(value) == 0.0))
@@ -806,6 +864,7 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
         inputs = _check_names(graph, inputs, "--inputs", original)
         for i in inputs:
             bound.pop(node_name(i), None)
+    _refuse_unbound(findings, bound, inputs or [], prune(original, outputs))
     by_name = nodes_by_name(original)
     for name in bound:
         if name not in by_name or by_name[name].op not in PLACEHOLDER_OPS:
@@ -836,13 +895,15 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
     folded, bn_report = _rewrite_bns(graph_def, findings.bn_layers, protected, outputs, fold=fold)
     folded = prune(remove_identities(folded, protected), outputs)
     unfolded = prune(remove_identities(unfolded, protected), outputs)
+    gone = _dropouts_gone(findings.dropouts, remove, kept_dropouts, folded)
+    vanilla = {k["name"] for k in kept_dropouts if k.get("vanilla")}
     return {"folded": folded, "unfolded": unfolded, "inputs": inputs, "outputs": outputs,
             "feeds": {f"{k}:0": _jsonable(v) for k, v in bound.items()},
             "bn_layers": bn_report,
-            "dropouts_removed": _dropouts_gone(findings.dropouts, remove, kept_dropouts, folded),
-            "dropouts_kept": [k for k in kept_dropouts
-                              if k["name"] not in _dropouts_gone(findings.dropouts, remove,
-                                                                 kept_dropouts, folded)],
+            "dropouts_removed": [g for g in gone if g not in vanilla],
+            "dropouts_scaled": [{"name": k["name"], "keep_prob": _jsonable(k["keep_prob"])}
+                                for k in kept_dropouts if k["name"] in vanilla and k["name"] in gone],
+            "dropouts_kept": [k for k in kept_dropouts if k["name"] not in gone],
             "update_ops_dropped": dropped, "ops_before": op_counts(before),
             "ops_after": op_counts(folded), "ops_unfolded": op_counts(unfolded),
             "training_ops_left": training_only_ops(folded)}
@@ -889,7 +950,8 @@ def _rewrite_bns(graph_def, bn_layers, protected, outputs, fold):
             entry["reason"] = "not on the path to the outputs"
         else:
             stop = set(protected) | (all_outputs - {out})
-            graph_def, result = fold_batch_norm(graph_def, out, stop=stop, fold=fold)
+            graph_def, result = fold_batch_norm(graph_def, out, stop=stop, fold=fold,
+                                                channel_axis=getattr(bn, "channel_axis", -1))
             graph_def = prune(graph_def, outputs)
             entry.update(folded=result["folded"], reason=result["reason"])
             if result["linear"]:
@@ -946,6 +1008,9 @@ def make_batches(graph, inputs, data=None, sizes=(1, 16), seed=0):
                     raise InferenceError(f"--data: no array named {node_name(name)} "
                                          f"(has {', '.join(sorted(data)) or 'none'})")
                 rows = np.asarray(data[key])
+                if rows.ndim == 0 or not len(rows):
+                    raise InferenceError(f"--data: array {key} must have at least one row, got "
+                                         f"shape {rows.shape}")
                 reps = -(-size // len(rows))
                 batch[name] = np.concatenate([rows] * reps)[:size].astype(dtype)
             else:
@@ -1006,22 +1071,30 @@ def _scale(want):
     return max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
 
 
-def measure_latency(runners, batches, runs=30, seed=0):
+def measure_latency(runners, batches, runs=30, seed=0, progress=None):
     """{variant: {str(size): median ms}} over ``runs`` interleaved rounds (new random order
-    each round, after one warm-up run of each)."""
+    each round, after one warm-up run of each); ``progress`` (a progress factory) counts rounds."""
     import time  # pylint: disable=import-outside-toplevel
+    from tf1_repro import progress as progress_display  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(seed)
     times = {(v, s): [] for v in runners for s in batches}
     keys = list(times)
     for v, s in keys:
         runners[v].run(batches[s])
-    for _ in range(runs):
-        for i in rng.permutation(len(keys)):
-            v, s = keys[i]
-            start = time.perf_counter()
-            runners[v].run(batches[s])
-            times[(v, s)].append((time.perf_counter() - start) * 1e3)
+    with progress_display.resolve(progress)("timing", runs, "round") as bar:
+        for _ in range(runs):
+            _timed_round(runners, batches, keys, times, rng, time)
+            bar.update(1)
     return {v: {str(s): float(np.median(times[(v, s)])) for s in batches} for v in runners}
+
+
+def _timed_round(runners, batches, keys, times, rng, time):
+    """One run of every (variant, batch) pair in a new random order, times appended (ms)."""
+    for i in rng.permutation(len(keys)):
+        v, s = keys[i]
+        start = time.perf_counter()
+        runners[v].run(batches[s])
+        times[(v, s)].append((time.perf_counter() - start) * 1e3)
 
 
 VARIANTS = ("original", "frozen_unfolded", "folded", "onnxruntime", "tflite")
@@ -1050,33 +1123,39 @@ def _check_formats(formats):
 
 def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                  formats=("saved_model", "frozen", "onnx", "tflite"), data=None, latency_runs=30,
-                 tolerance=1e-4, aliases=None, input_keys=None, output_keys=None, log=None):
-    """Load ``path``, convert (see ``convert``), write the formats into ``out_dir``, verify
-    each against the original graph run with the prediction feeds (batch 1 and 16), and
-    time the variants (batch 1 and 64, ``latency_runs`` interleaved rounds; 0 skips).
+                 tolerance=1e-4, aliases=None, input_keys=None, output_keys=None, log=None,
+                 progress=None):
+    """Load ``path``, convert (see ``convert``), write the formats into a scratch directory,
+    verify each there against the original graph run with the prediction feeds (batch 1 and
+    16), time the variants (batch 1 and 64, ``latency_runs`` interleaved rounds; 0 skips),
+    then move into ``out_dir`` every artefact that ran (verified or not: the report says);
+    one that a converter or runtime failed on is reported with a one-line ``error`` and not
+    written.
 
     Runs the user's graph (prediction feeds only: no training op). Returns the report
-    (JSON-able); ``report["ok"]`` is False when an artefact differs. Raises
-    InferenceError for bad input (nothing written then).
+    (JSON-able); ``report["ok"]`` is False when an artefact differs or cannot run. Raises
+    InferenceError for bad input or an op a format cannot take (nothing written then).
+    ``progress``: a progress factory (``tf1_repro.progress.factory()``; None shows nothing)
+    that starts once the input is checked: one unit per stage (reference run, each format
+    written, each verified, moving), and a bar of timing rounds.
     """
-    import os  # pylint: disable=import-outside-toplevel
-    import shutil  # pylint: disable=import-outside-toplevel
     import tempfile  # pylint: disable=import-outside-toplevel
+    from tf1_repro import progress as progress_display  # pylint: disable=import-outside-toplevel
     from tf1_repro.legacy import formats as fmt  # pylint: disable=import-outside-toplevel
     log = log or (lambda line: None)
     formats = _check_formats(list(formats))
     if not outputs:
         raise InferenceError("--outputs must name at least one tensor")
-    targets = {f: os.path.join(out_dir, fmt.FILE_NAMES[f]) for f in formats}
-    taken = [p for p in targets.values() if os.path.exists(p)]
-    if taken:
-        raise InferenceError(f"--out: {taken[0]} exists already; give an empty directory")
+    targets = _check_out(out_dir, formats, fmt)
+    if data is not None:
+        _check_data_arrays(data)
     graph, sess, findings = open_model(path)
     try:
         conv = convert(graph, sess, outputs, findings, inputs=inputs, feeds=feeds, fold=fold)
         unsafe = graphs.unsafe_to_run(graph, conv["outputs"])
         if unsafe:
             raise InferenceError(graphs.refusal(unsafe, ", ".join(conv["outputs"])))
+        _check_inputs(graph, conv["inputs"], data)
         served_outputs = conv["outputs"]
         folded, unfolded = conv["folded"], conv["unfolded"]
         if aliases:
@@ -1087,39 +1166,47 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
         shapes = _input_shapes(graph, conv["inputs"]) if data is None else {
             i: [None] + list(np.asarray(data.get(i, data.get(node_name(i)))).shape[1:])
             for i in conv["inputs"]}
-        checks = make_batches(graph, conv["inputs"], data, (1, 16))
-        timing = make_batches(graph, conv["inputs"], data, (1, 64), seed=1) if latency_runs else {}
-        original = fmt.open_session(graph, sess, conv["outputs"], conv["feeds"])
-        reference = {s: [np.asarray(v, np.float64) for v in original.run(b)]
-                     for s, b in checks.items()}
-        written, skipped = _write_formats(fmt, formats, folded, conv["inputs"], served_outputs,
-                                          shapes, out_dir, targets, input_keys, output_keys,
-                                          tempfile, shutil, log)
-        artefacts, runners = {}, {"original": original}
-        for name, target in written.items():
-            runner = _open_artefact(fmt, name, target, conv["inputs"], served_outputs)
-            result = verify(runner, reference, checks, tolerance)
-            artefacts[name] = {"path": target, **result, "bytes": fmt.file_size(target)}
-            if name in ("onnx", "tflite") and latency_runs:
-                runners["onnxruntime" if name == "onnx" else "tflite"] = runner
-            else:
-                runner.close()  # one model in memory at a time when nothing is timed
-        latency = {}
-        if latency_runs:
-            runners["frozen_unfolded"] = fmt.open_graph_def(unfolded, served_outputs)
-            runners["folded"] = fmt.open_graph_def(folded, served_outputs)
-            latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners}, timing,
-                                      latency_runs)
-        for runner in runners.values():
-            runner.close()
+        # Every refusal of bad input comes before the display starts (its lines would precede
+        # the one-line error); only an op a converter cannot take is found later.
+        stages = 2 + 2 * len(formats)
+        with progress_display.resolve(progress)("to-inference", stages, "stage") as bar:
+            checks = make_batches(graph, conv["inputs"], data, (1, 16))
+            timing = make_batches(graph, conv["inputs"], data, (1, 64), seed=1) if latency_runs else {}
+            original = fmt.open_session(graph, sess, conv["outputs"], conv["feeds"])
+            reference = {s: [np.asarray(v, np.float64) for v in original.run(b)]
+                         for s, b in checks.items()}
+            bar.update(1, done="reference run")
+            with tempfile.TemporaryDirectory() as tmp:
+                staged, artefacts, skipped = _write_formats(
+                    fmt, formats, folded, conv["inputs"], served_outputs, shapes, tmp, input_keys,
+                    output_keys, log, bar)
+                runners = {"original": original}
+                for name, staged_path in staged.items():
+                    artefacts[name] = _verify_artefact(fmt, name, staged_path, conv["inputs"],
+                                                       served_outputs, reference, checks,
+                                                       tolerance, runners if latency_runs else None)
+                    bar.update(1, done=f"{name} verified")
+                bar.update(len(formats) - len(staged))  # skipped or failed: nothing to verify
+                latency = {}
+                if latency_runs:
+                    runners["frozen_unfolded"] = fmt.open_graph_def(unfolded, served_outputs)
+                    runners["folded"] = fmt.open_graph_def(folded, served_outputs)
+                    latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners},
+                                              timing, latency_runs, progress=progress)
+                for runner in runners.values():
+                    runner.close()
+                _move_verified(staged, artefacts, targets, out_dir)
+                artefacts = {n: artefacts[n] for n in formats if n in artefacts}
+                bar.update(1, done="moved")
     finally:
         sess.close()
     finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
-    ok = finite and all(a["within_tolerance"] and a["batch_independent"] and a["deterministic"]
-                        for a in artefacts.values())
+    ok = finite and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
+                        and a["deterministic"] for a in artefacts.values())
     return {"source": path, "inputs": conv["inputs"], "outputs": served_outputs,
             "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
             "dropouts_removed": conv["dropouts_removed"], "dropouts_kept": conv["dropouts_kept"],
+            "dropouts_scaled": conv["dropouts_scaled"],
             "update_ops_dropped": conv["update_ops_dropped"],
             "ops_before": conv["ops_before"], "ops_after": conv["ops_after"],
             "ops_unfolded": conv["ops_unfolded"], "training_ops_left": conv["training_ops_left"],
@@ -1128,36 +1215,142 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             "ok": bool(ok)}
 
 
-def _write_formats(fmt, formats, graph_def, inputs, outputs, shapes, out_dir, targets,
-                   input_keys, output_keys, tempfile, shutil, log):
-    """Convert into a scratch directory first; move into out_dir only when all succeeded."""
+def _check_out(out_dir, formats, fmt):
+    """{format: target path} in ``out_dir``; InferenceError when ``out_dir`` is a file, lies
+    under a file or an unwritable directory, or already holds one of the targets."""
     import os  # pylint: disable=import-outside-toplevel
-    written, skipped = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = {}
-        for name in formats:
-            path = os.path.join(tmp, fmt.FILE_NAMES[name])
-            try:
-                if name == "saved_model":
-                    fmt.write_saved_model(graph_def, inputs, outputs, path, input_keys, output_keys)
-                elif name == "frozen":
-                    fmt.write_frozen(graph_def, path)
-                elif name == "onnx":
-                    fmt.write_onnx(graph_def, inputs, outputs, path)
-                else:
-                    fmt.write_tflite(graph_def, inputs, outputs, shapes, path)
-            except fmt.FormatUnavailable as err:
-                log(str(err))
-                skipped[name] = str(err)
-                continue
-            except fmt.FormatError as err:
-                raise InferenceError(str(err)) from None
+    if not out_dir:
+        raise InferenceError("--out must name a directory (new or without the artefacts' names), "
+                             "got ''")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InferenceError(f"--out must be a directory (new or without the artefacts' names), "
+                             f"got {out_dir!r}: an existing file")
+    parent = os.path.abspath(out_dir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InferenceError(f"--out must be a directory that can be created, got {out_dir!r}: "
+                             f"{parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InferenceError(f"--out must be a directory that can be written, got {out_dir!r}: "
+                             f"{parent} is not writable")
+    targets = {f: os.path.join(out_dir, fmt.FILE_NAMES[f]) for f in formats}
+    taken = [p for p in targets.values() if os.path.lexists(p)]
+    if taken:
+        raise InferenceError(f"--out: {taken[0]} exists already; give an empty directory")
+    return targets
+
+
+def _check_data_arrays(data):
+    """InferenceError for a --data array with no rows, no batch axis or a non-numeric dtype."""
+    for key, value in data.items():
+        value = np.asarray(value)
+        if value.ndim == 0 or value.shape[0] == 0:
+            raise InferenceError(f"--data: array {key} must have at least one row (shape (N, ...) "
+                                 f"with N >= 1), got shape {value.shape}")
+        if value.dtype.kind not in "biuf":
+            raise InferenceError(f"--data: array {key} must be numeric or bool, got dtype "
+                                 f"{value.dtype}")
+
+
+def _shape_text(dims):
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + \
+        ("," if len(dims) == 1 else "") + ")"
+
+
+def _check_inputs(graph, inputs, data):
+    """InferenceError when an input has a fixed batch size (verification runs batches of 1 and
+    16) or a --data array does not fit its placeholder's shape (rank and every known dimension
+    after the batch)."""
+    for name in inputs:
+        shape = graph.get_tensor_by_name(name).shape
+        dims = shape.as_list() if shape.rank is not None else None
+        if dims and dims[0] is not None:
+            raise InferenceError(f"--inputs: input {name} must have an unknown (None) batch "
+                                 f"dimension (verification runs batches of 1 and 16), got shape "
+                                 f"{_shape_text(dims)}")
+        if data is None or dims is None:
+            continue
+        key = name if name in data else node_name(name)
+        if key not in data:
+            raise InferenceError(f"--data: no array named {node_name(name)} "
+                                 f"(has {', '.join(sorted(data)) or 'none'})")
+        got = np.asarray(data[key]).shape
+        if len(got) != len(dims) or any(d is not None and d != g for d, g in zip(dims[1:], got[1:])):
+            raise InferenceError(f"--data: array {key} must have shape {_shape_text([None] + dims[1:])} "
+                                 f"to feed input {name}, got {_shape_text(list(got))}")
+
+
+def _write_formats(fmt, formats, graph_def, inputs, outputs, shapes, tmp, input_keys, output_keys,
+                   log, bar):
+    """Convert into the scratch directory ``tmp``. Returns ({format: staged path},
+    {format: failed artefact entry}, {format: install hint}). A missing package skips its format
+    (logged); an op a format cannot take raises InferenceError (nothing is in --out yet); any
+    other converter failure is that format's one-line ``error``."""
+    import os  # pylint: disable=import-outside-toplevel
+    staged, failed, skipped = {}, {}, {}
+    for name in formats:
+        path = os.path.join(tmp, fmt.FILE_NAMES[name])
+        try:
+            if name == "saved_model":
+                fmt.write_saved_model(graph_def, inputs, outputs, path, input_keys, output_keys)
+            elif name == "frozen":
+                fmt.write_frozen(graph_def, path)
+            elif name == "onnx":
+                fmt.write_onnx(graph_def, inputs, outputs, path)
+            else:
+                fmt.write_tflite(graph_def, inputs, outputs, shapes, path)
+        except fmt.FormatUnavailable as err:
+            log(str(err))
+            skipped[name] = str(err)
+        except fmt.UnsupportedOp as err:
+            raise InferenceError(str(err)) from None
+        except fmt.FormatError as err:
+            failed[name] = _failed_entry(f"cannot convert: {str(err).partition(': ')[2]}")
+        except Exception as err:  # pylint: disable=broad-except
+            failed[name] = _failed_entry(f"cannot convert: {type(err).__name__}: "
+                                         f"{fmt.one_line(err)}")
+        else:
             staged[name] = path
+        bar.update(1, done=f"{name} written")
+    return staged, failed, skipped
+
+
+def _failed_entry(error):
+    return {"path": None, "error": error, "max_abs_diff": None, "within_tolerance": False,
+            "batch_independent": False, "deterministic": False, "bytes": 0}
+
+
+def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolerance, runners):
+    """The artefact's report entry: ``verify`` of its runner, or a one-line ``error`` when it
+    cannot be opened or run. Its runner is kept in ``runners`` (for timing) when given."""
+    try:
+        runner = _open_artefact(fmt, name, path, inputs, outputs)
+    except Exception as err:  # pylint: disable=broad-except
+        return _failed_entry(f"cannot load: {type(err).__name__}: {fmt.one_line(err)}")
+    try:
+        result = verify(runner, reference, checks, tolerance)
+    except Exception as err:  # pylint: disable=broad-except
+        runner.close()
+        return _failed_entry(f"cannot run: {type(err).__name__}: {fmt.one_line(err)}")
+    if name in ("onnx", "tflite") and runners is not None:
+        runners["onnxruntime" if name == "onnx" else "tflite"] = runner
+    else:
+        runner.close()  # one model in memory at a time when nothing is timed
+    return {"path": path, "error": None, **result, "bytes": fmt.file_size(path)}
+
+
+def _move_verified(staged, artefacts, targets, out_dir):
+    """Move each staged artefact that ran (no ``error``) into ``out_dir``; its entry's path
+    becomes the target. Failed ones stay in the scratch directory (deleted with it)."""
+    import os  # pylint: disable=import-outside-toplevel
+    import shutil  # pylint: disable=import-outside-toplevel
+    ran = [n for n in staged if not artefacts[n].get("error")]
+    if ran:
         os.makedirs(out_dir, exist_ok=True)
-        for name, path in staged.items():
-            shutil.move(path, targets[name])
-            written[name] = targets[name]
-    return written, skipped
+    for name in ran:
+        shutil.move(staged[name], targets[name])
+        artefacts[name]["path"] = targets[name]
 
 
 def _open_artefact(fmt, name, path, inputs, outputs):
@@ -1197,6 +1390,9 @@ def format_report(report):
     if report["dropouts_removed"]:
         lines.append(f"  dropouts removed (identity at prediction): "
                      f"{', '.join(report['dropouts_removed'])}")
+    for d in report.get("dropouts_scaled", []):
+        lines.append(f"  dropout {d['name']} (vanilla): prediction multiplies by keep_prob="
+                     f"{d['keep_prob']}")
     for d in report["dropouts_kept"]:
         lines.append(f"  dropout {d['name']} kept: {d['reason']}")
     if report["update_ops_dropped"]:
@@ -1207,6 +1403,9 @@ def format_report(report):
     lines.append(f"  artefacts (vs the original graph, batch 1 and 16; tolerance "
                  f"{report['tolerance']:g} x max(1, |output|)):")
     for name, a in report["artefacts"].items():
+        if a.get("error"):
+            lines.append(f"    {name:<12} FAILED   {a['error']} (not written)")
+            continue
         verdict = "ok" if a["within_tolerance"] and a["batch_independent"] and a["deterministic"] \
             else "DIFFERS"
         lines.append(f"    {name:<12} {verdict:<8} max |diff| {a['max_abs_diff']:<10.3g} batch "
@@ -1221,6 +1420,11 @@ def format_report(report):
             lines.append(f"    {variant:<16} {t['1']:>9.3f} {t['64']:>9.3f}")
     if not report["original_finite"]:
         lines.append("  ! the original graph's outputs are not finite (NaN/inf) on the check inputs")
-    lines.append("verified: every artefact matches the original" if report["ok"] else
-                 "FAILED: an artefact differs from the original (exit 1)")
+    failed = [n for n, a in report["artefacts"].items() if a.get("error")]
+    if failed:
+        lines.append(f"FAILED: {', '.join(failed)} could not be verified and "
+                     f"{'was' if len(failed) == 1 else 'were'} not written (exit 1)")
+    else:
+        lines.append("verified: every artefact matches the original" if report["ok"] else
+                     "FAILED: an artefact differs from the original (exit 1)")
     return "\n".join(lines)
