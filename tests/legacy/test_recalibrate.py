@@ -284,6 +284,7 @@ def test_dropout_before_bn_variance_matches_closed_form(capsys, work, blobs, blo
                              keep_prob=keep)
     report, text = _run_ok(capsys, broken, blobs_npz, work / "shift_fixed", "--labels", "y",
                            "--predictions", "predictions")
+    assert "prediction feeds: keep_prob=1.0, training=False" in text  # inverted dropout: off at 1.0
     (layer,) = report["layers"]
     old, new = np.array(layer["old_variance"]), np.array(layer["new_variance"])
     # closed form (Li et al. 2019): with dropout off the BN input is x, variance = population_var;
@@ -539,3 +540,166 @@ def test_every_legacy_builder_exact_or_refused(capsys, work):
         for key, want in expected.items():
             got = reader.get_tensor(key).astype(np.float64).reshape(-1)
             assert np.all(np.abs(got - want) <= np.spacing(want.astype(np.float32))), (name, key)
+
+
+# ---------------------------------------------------------------- round 2: modes, shared layers, renorm, NCHW
+
+def _save_small(directory, build, steps=0):
+    """``build() -> (feed for a training step, train op or None)`` in a new graph; ``steps`` plain
+    SGD steps, then a Saver checkpoint in ``directory``."""
+    with tf.Graph().as_default() as graph, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tf.set_random_seed(0)
+        feed, train_op = build()
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(steps):
+                sess.run(train_op, feed)
+            return tf.train.Saver().save(sess, os.path.join(str(directory), "m.ckpt"))
+
+
+def _assert_stored(prefix, expected):
+    """Each stored statistic equals float32 rounding of the float64 value, within one float32 ulp."""
+    reader = tf.train.load_checkpoint(prefix)
+    for key, want in expected.items():
+        got = reader.get_tensor(key).astype(np.float64).reshape(-1)
+        assert np.all(np.abs(got - want) <= np.spacing(np.abs(want).astype(np.float32))), (key, got, want)
+
+
+@pytest.fixture(scope="module")
+def small_x():
+    return (3 + 2 * np.random.default_rng(1).standard_normal((512, 4))).astype(np.float32)
+
+
+def test_vanilla_dropout_keep_prob_needs_feed_then_exact(capsys, work, small_x):
+    """Vanilla dropout (training h*mask, prediction h*keep_prob) before a BN: prediction mode feeds the
+    training keep_prob, which the graph does not hold. Refused without --feed; with --feed keep_prob=0.5
+    the statistics are those of 0.5*x exactly."""
+    import legacy_builders as lb  # pylint: disable=import-outside-toplevel
+
+    def build():
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        training = tf.placeholder(tf.bool, [], name="training")
+        keep_prob = tf.placeholder(tf.float32, [], name="keep_prob")
+        lb.tf_layers_non_fused(lb.dropout_vanilla(x, keep_prob, training), training)
+        return None, None
+    prefix = _save_small(work / "vanilla", build)
+    path = str(work / "vanilla.npz")
+    np.savez(path, x=small_x)
+    code, _, err = _cli(capsys, prefix, "--data", path, "--out", str(work / "vanilla_out"))
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "placeholder 'keep_prob' is the keep_prob of vanilla dropout" in err
+    assert "pass --feed keep_prob=VALUE (the keep_prob it trained with)" in err
+    assert not os.path.exists(work / "vanilla_out")
+    report, text = _run_ok(capsys, prefix, path, work / "vanilla_out", "--feed", "keep_prob=0.5")
+    assert "prediction feeds: keep_prob=0.5 (--feed), training=False" in text
+    assert report["feeds"] == [{"name": "keep_prob", "value": 0.5, "source": "--feed"},
+                               {"name": "training", "value": False, "source": "prediction mode"}]
+    h = 0.5 * small_x.astype(np.float64)  # prediction: h * keep_prob (0.5 is exact in float32)
+    _assert_stored(report["written"]["prefix"], {"batch_normalization/moving_mean": h.mean(0),
+                                                 "batch_normalization/moving_variance": h.var(0)})
+
+
+def test_shared_bn_pools_every_call(capsys, work, small_x):
+    """Two towers x_a, x_b -> one matmul kernel -> one tf.layers BN (reuse=True): the stored statistics
+    are the moments of both calls' inputs pooled, and each call's output passes the check."""
+    def build():
+        x_a = tf.placeholder(tf.float32, [None, 4], name="x_a")
+        x_b = tf.placeholder(tf.float32, [None, 4], name="x_b")
+        training = tf.placeholder(tf.bool, [], name="training")
+        kernel = tf.get_variable("w", [4, 3], initializer=tf.glorot_uniform_initializer(seed=1))
+        bn = tf_layers_batch_normalization()
+        bn(tf.matmul(x_a, kernel), training=training, name="bn")
+        bn(tf.matmul(x_b, kernel), training=training, name="bn", reuse=True)
+        return None, None
+    prefix = _save_small(work / "towers", build)
+    x_b = 2 * small_x[::-1] + 5  # another distribution on the second tower
+    path = str(work / "towers.npz")
+    np.savez(path, x_a=small_x, x_b=x_b)
+    report, text = _run_ok(capsys, prefix, path, work / "towers_out")
+    (layer,) = report["layers"]
+    assert [c["input"] for c in layer["calls"]] == ["MatMul:0", "MatMul_1:0"]
+    assert all(c["check"]["holds"] for c in layer["calls"]) and layer["values_per_channel"] == 2 * 512
+    assert "variables shared by 2 calls" in text
+    kernel = tf.train.load_checkpoint(prefix).get_tensor("w").astype(np.float64)
+    pooled = np.concatenate([small_x @ kernel, x_b @ kernel])  # float64; the graph's float32 matmul
+    graph, sess = _restore(report["written"]["prefix"])        # is what is stored: take its outputs
+    with sess:
+        a, b = sess.run(["MatMul:0", "MatMul_1:0"], {"x_a:0": small_x, "x_b:0": x_b, "training:0": False})
+    inputs = np.concatenate([a, b]).astype(np.float64)
+    assert np.allclose(inputs, pooled, rtol=1e-5, atol=1e-4)
+    _assert_stored(report["written"]["prefix"], {"bn/moving_mean": inputs.mean(0),
+                                                 "bn/moving_variance": inputs.var(0)})
+
+
+def test_renorm_check_uses_real_gamma_beta(capsys, work, small_x):
+    """tf.layers renorm=True, trained 3 SGD steps so gamma != 1 and beta != 0: the check uses them."""
+    import legacy_builders as lb  # pylint: disable=import-outside-toplevel
+
+    def build():
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        training = tf.placeholder(tf.bool, [], name="training")
+        y = lb.tf_layers_renorm(x, training)
+        loss = tf.reduce_mean(tf.square(y - [1.0, -2.0, 3.0, 0.5]))
+        return {x: small_x[:64], training: True}, tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+    prefix = _save_small(work / "renorm", build, steps=3)
+    reader = tf.train.load_checkpoint(prefix)
+    assert np.all(reader.get_tensor("batch_normalization/gamma") != 1)
+    assert np.all(reader.get_tensor("batch_normalization/beta") != 0)
+    path = str(work / "renorm.npz")
+    np.savez(path, x=small_x)
+    report, text = _run_ok(capsys, prefix, path, work / "renorm_out")
+    assert report["checks_ok"] and "batch renormalisation" in text
+    x = small_x.astype(np.float64)
+    _assert_stored(report["written"]["prefix"], {"batch_normalization/moving_mean": x.mean(0),
+                                                 "batch_normalization/moving_variance": x.var(0)})
+
+
+def test_nchw_statistics_over_channel_axis_1(capsys, work):
+    """conv2d(data_format="NCHW") -> hand-written BN with (1, C, 1, 1) statistics: moments over
+    axes (0, 2, 3), exact."""
+    from tensorflow.python.training import moving_averages  # pylint: disable=import-outside-toplevel
+
+    def build():
+        x = tf.placeholder(tf.float32, [None, 2, 3, 3], name="x")
+        training = tf.placeholder(tf.bool, [], name="training")
+        kernel = tf.get_variable("k", [1, 1, 2, 3], initializer=tf.glorot_uniform_initializer(seed=2))
+        h = tf.nn.conv2d(x, kernel, [1, 1, 1, 1], "SAME", data_format="NCHW")
+        with tf.variable_scope("bn"):
+            def var(name, value, trainable=True):
+                return tf.get_variable(name, [1, 3, 1, 1], initializer=tf.constant_initializer(value),
+                                       trainable=trainable)
+            gamma, beta = var("gamma", 1.5), var("beta", 0.25)
+            moving_mean, moving_var = var("moving_mean", 0.0, False), var("moving_variance", 1.0, False)
+
+            def train():
+                mean, variance = tf.nn.moments(h, [0, 2, 3], keepdims=True)
+                with tf.control_dependencies([
+                        moving_averages.assign_moving_average(moving_mean, mean, 0.9, zero_debias=False),
+                        moving_averages.assign_moving_average(moving_var, variance, 0.9, zero_debias=False)]):
+                    return tf.nn.batch_normalization(h, mean, variance, beta, gamma, 1e-3)
+            tf.cond(training, train, lambda: tf.nn.batch_normalization(h, moving_mean, moving_var, beta,
+                                                                      gamma, 1e-3))
+        return None, None
+    prefix = _save_small(work / "nchw", build)
+    x = (1 + 3 * np.random.default_rng(2).standard_normal((128, 2, 3, 3))).astype(np.float32)
+    path = str(work / "nchw.npz")
+    np.savez(path, x=x)
+    report, _ = _run_ok(capsys, prefix, path, work / "nchw_out")
+    assert report["checks_ok"] and report["layers"][0]["values_per_channel"] == 128 * 3 * 3
+    graph, sess = _restore(report["written"]["prefix"])
+    with sess:
+        h = sess.run("Conv2D:0", {"x:0": x, "training:0": False}).astype(np.float64)
+    _assert_stored(report["written"]["prefix"], {"bn/moving_mean": h.mean((0, 2, 3)),
+                                                 "bn/moving_variance": h.var((0, 2, 3))})
+
+
+def test_variance_change_is_relative_to_the_old_value():
+    """|new - old| / |old|: 1 -> 8.1e4 is a change of 80,999 (8.1e6 %), not 100 %; from 0 is "from 0"."""
+    old, new = np.array([1.0, 2.0]), np.array([8.1e4, 1.0])
+    assert rc.relative_change(old, new) == (pytest.approx((8.1e4 - 1) / 1), 0)
+    row = {"largest_variance_change_relative": (8.1e4 - 1) / 1, "variance_channels_changed_from_zero": 0}
+    assert rc._change_text(row) == "8.1e+06%"  # pylint: disable=protected-access
+    assert rc.relative_change(np.array([0.0, 4.0]), np.array([3.0, 5.0])) == (pytest.approx(0.25), 1)
+    from_zero = dict(row, variance_channels_changed_from_zero=1)
+    assert rc._change_text(from_zero) == "from 0"  # pylint: disable=protected-access

@@ -42,19 +42,20 @@ def generator(samples, batch, rss):
     return batches
 
 
-def _prediction_pass(prefix, func):
-    """Samples/s of plain prediction (fetch ``ArgMax``) over ``func()``'s batches, one
-    ``Session.make_callable`` call per batch, as recalibrate's passes run."""
+def _prediction_pass(prefix, func, feeds):
+    """Samples/s of plain prediction (fetch ``ArgMax``) over ``func()``'s batches with the mode
+    ``feeds`` ({name: value}, those recalibrate uses), one ``Session.make_callable`` call per
+    batch, as recalibrate's passes run."""
     from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
     graph, sess = artefacts.load(prefix).open()
     with sess:
-        x, training = graph.get_tensor_by_name("x:0"), graph.get_tensor_by_name("training:0")
-        keep_prob, predictions = graph.get_tensor_by_name("keep_prob:0"), graph.get_tensor_by_name("ArgMax:0")
+        x, predictions = graph.get_tensor_by_name("x:0"), graph.get_tensor_by_name("ArgMax:0")
+        modes = [graph.get_tensor_by_name(name + ":0") for name in feeds]
         graph.finalize()
-        run = sess.make_callable(predictions, feed_list=[x, training, keep_prob])
+        run = sess.make_callable(predictions, feed_list=[x] + modes)
         count, started = 0, time.perf_counter()
         for batch in func():
-            run(batch["x"], False, 1.0)
+            run(batch["x"], *feeds.values())
             count += len(batch["x"])
         return count / (time.perf_counter() - started)
 
@@ -70,21 +71,27 @@ def run(samples=1_000_000, batch=1000, rounds=3, out_dir=None, log=print):
     rss = []
     func = generator(samples, batch, rss)
     data = rc.Data(f"recalibrate_bench.generator({samples}, {batch})", "generator", func=func)
+    from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
+    feeds = {name.split(":")[0]: value
+             for name, value in artefacts.load(trained["checkpoint"]).find().prediction_feeds().items()}
     predict, passes, readings = [], {}, []
     for r in range(rounds):
         log(f"round {r + 1}/{rounds}: plain prediction over {samples:,} samples, then recalibration")
-        predict.append(_prediction_pass(trained["checkpoint"], func))
+        predict.append(_prediction_pass(trained["checkpoint"], func, feeds))
         rss.clear()
         report = rc.recalibrate(trained["checkpoint"], data, os.path.join(out_dir, "recalibrated"),
                                 force=True, progress=progress.factory())
         readings.append(list(rss))
         for p in report["passes"]["per_pass"]:
             passes.setdefault(p["name"], []).append(p["samples_per_second"])
+    used = {f["name"]: f["value"] for f in report["feeds"]}
+    if used != feeds:
+        raise RuntimeError(f"recalibrate ran with feeds {used}, the prediction baseline with {feeds}")
     median = float(np.median(predict))
     rates = {name: float(np.median(values)) for name, values in passes.items()}
     flat = [mb for round_readings in readings for mb in round_readings]
     return {
-        "samples": samples, "batch_size": batch, "rounds": rounds,
+        "samples": samples, "batch_size": batch, "rounds": rounds, "feeds": feeds,
         "bn_layers": [l["name"] for l in report["layers"]], "passes": report["passes"]["total"],
         "prediction_samples_per_second": {"median": median, "rounds": predict},
         "passes_samples_per_second": rates, "passes_rounds": passes,
@@ -103,6 +110,7 @@ def format_bench(result):
     lines = [f"recalibrate benchmark: demo model ({', '.join(result['bn_layers'])}), "
              f"{result['samples']:,} generated samples in batches of {result['batch_size']}, "
              f"{result['passes']} passes; medians of {result['rounds']} rounds",
+             "  feeds (both loops): " + ", ".join(f"{k}={v}" for k, v in sorted(result["feeds"].items())),
              f"  plain prediction: {result['prediction_samples_per_second']['median']:,.0f} samples/s "
              f"(rounds: {', '.join(f'{v:,.0f}' for v in result['prediction_samples_per_second']['rounds'])})"]
     for name, rate in result["passes_samples_per_second"].items():

@@ -4,7 +4,21 @@ For every BN layer the structural finder (``tf1_repro.legacy.finder``) finds,
 the moving mean and variance are replaced by the exact per-channel moments of
 the layer's input over the given data, with everything upstream in prediction
 mode (``finder.prediction_feeds()``: training False, keep_prob 1.0, ...) and
-upstream BN layers already using their recalibrated statistics. A layer's
+upstream BN layers already using their recalibrated statistics. A *vanilla*
+dropout's keep_prob (training ``h * mask``, prediction ``h * keep_prob``) has no
+prediction value in the graph (it is the training keep_prob): recalibrate refuses
+until ``--feed NAME=VALUE`` gives it. The report lists every feed used.
+
+A BN layer whose variables are shared by several calls (towers built with
+``reuse=True``; ``BNLayer.call_sites``) gets the moments of all its calls' inputs
+pooled into one population (Chan's rule over the calls), since one pair of moving
+statistics normalises every call; each call's output is checked on its own.
+Pooling includes the spread between the calls' means, which an EMA of per-batch
+variances would miss; it is the variance of what the layer sees over the data.
+A call whose input depends on the layer's own output (recurrent reuse) is refused.
+
+The finder reads the checkpoint's MetaGraphDef, not the session's graph, whose
+restore assigns could read as writes of gamma/beta (renorm layers). A layer's
 input depends on every BN layer upstream of it, so layers are grouped by
 depth (the longest chain of BN layers above them); all layers of one depth
 share one pass over the data and their statistics are loaded into the
@@ -44,6 +58,9 @@ biased convention). Tolerance: each float32 output is off by at most a few
 ulps of its scale ``S = |gamma| (max|x| + |m|)/sqrt(v + eps) + |beta|``; we
 allow ``64 u S`` for the mean and ``2 * 64 u S sqrt(var) + (64 u S)^2`` for the
 variance, u = 2^-24 (float32 unit roundoff).
+
+The report's "var change" is the largest relative change ``|new - old| / |old|``
+over the channels ("from 0" when a channel's old variance is 0).
 
 The new checkpoint has the source's variable names; every variable that is not
 a recalibrated moving statistic is copied bit for bit (optimizer slots and the
@@ -110,6 +127,14 @@ class ChannelMoments:
         flat = values.reshape(-1, values.shape[-1])
         mean = flat.mean(0)
         self.merge(flat.shape[0], mean, ((flat - mean) ** 2).sum(0), np.abs(flat).max(0))
+
+    @classmethod
+    def pooled(cls, parts):
+        """The moments of the union of the populations ``parts`` summarise (Chan's rule again)."""
+        result = cls(len(parts[0].mean))
+        for part in parts:
+            result.merge(part.count, part.mean, part.m2, part.absmax)
+        return result
 
     def variance(self, ddof=0):
         """``M2 / (count - ddof)``: ddof 0 the population (biased) variance, 1 Bessel-corrected."""
@@ -245,14 +270,27 @@ def _ancestors(ops, control=False):
     return graphs.ancestors(ops, control)
 
 
+def call_sites(layer):
+    """[(input, output)] of every call of a finder layer (one unless its variables are shared)."""
+    return [tuple(site) for site in (layer.call_sites or [])] or [(layer.input, layer.output)]
+
+
 def depths(graph, layers):
-    """{layer name: depth}: 0 if no BN layer is upstream of its input, else 1 + the deepest upstream."""
-    own = {layer.name: {graph.get_tensor_by_name(layer.output).op} |
+    """{layer name: depth}: 0 if no BN layer is upstream of its inputs (every call's), else 1 + the
+    deepest upstream. A shared layer with a call fed by its own output is refused."""
+    own = {layer.name: {graph.get_tensor_by_name(out).op for _, out in call_sites(layer)} |
            {graph.get_operation_by_name(n) for n in (layer.bn_ops or []) if _has_op(graph, n)}
            for layer in layers}
     upstream = {}
     for layer in layers:
-        above = _ancestors([graph.get_tensor_by_name(layer.input).op])
+        sites = call_sites(layer)
+        for x, _ in sites:
+            if own[layer.name] & _ancestors([graph.get_tensor_by_name(x).op]):
+                raise RecalibrateError(
+                    f"{WHERE}: BN layer {layer.name} is shared by {len(sites)} calls and its call on {x} "
+                    f"depends on the layer's own output, so its statistics cannot be pooled over one "
+                    f"pass; recalibrate supports shared layers whose calls are side by side (towers)")
+        above = _ancestors([graph.get_tensor_by_name(x).op for x, _ in sites])
         upstream[layer.name] = [other.name for other in layers
                                 if other.name != layer.name and own[other.name] & above]
     result = {}
@@ -309,13 +347,15 @@ class _Layer:
     gamma: np.ndarray
     beta: np.ndarray
     epsilon: float
-    input_moments: dict = None  # fetches
-    output_moments: dict = None
+    sites: list = None  # [(input, output)] per call; more than one for a shared layer
+    input_moments: list = None  # fetches, one per call
+    output_moments: list = None
     assign: object = None
     mean_value: object = None
     var_value: object = None
-    moments: ChannelMoments = None
-    out_moments: ChannelMoments = None
+    moments: ChannelMoments = None  # pooled over the calls
+    site_moments: list = None  # ChannelMoments per call (input)
+    out_moments: list = None  # ChannelMoments per call (output)
     new_mean: np.ndarray = None
     new_var: np.ndarray = None
 
@@ -376,7 +416,7 @@ def _prepare_layers(graph, reader, found, notes):
         beta = reader.get_tensor(info.beta).astype(np.float64).reshape(-1) if info.beta and \
             info.beta in names else np.zeros(channels)
         layers.append(_Layer(
-            info=info, depth=0, axis=_channel_axis(info), channels=channels,
+            info=info, depth=0, axis=_channel_axis(info), channels=channels, sites=call_sites(info),
             ddof=1 if (info.variance_estimator or ("unbiased" if info.kind == "fused" else None))
             == "unbiased" else 0,
             mean_key=info.moving_mean, var_key=info.moving_variance, shape=shape,
@@ -384,6 +424,15 @@ def _prepare_layers(graph, reader, found, notes):
             old_mean=reader.get_tensor(info.moving_mean).astype(np.float64).reshape(-1),
             old_var=reader.get_tensor(info.moving_variance).astype(np.float64).reshape(-1),
             gamma=gamma, beta=beta, epsilon=float(epsilon)))
+        sites = call_sites(info)
+        if len(sites) > 1:
+            notes.append(f"{info.name}: variables shared by {len(sites)} calls (inputs "
+                         f"{', '.join(x for x, _ in sites)}): statistics pooled over every call's inputs "
+                         f"(one population), each call's output checked")
+        if any("renormalisation" in note for note in info.notes):
+            notes.append(f"{info.name}: batch renormalisation: prediction reads the moving mean and "
+                         f"variance (recalibrated); its renorm variables (e.g. moving_stddev) are kept, and "
+                         f"continued training derives the moving variance from them again")
         if info.variance_estimator is None:
             notes.append(f"{info.name}: no update op shows what its moving variance averages; stored "
                          + ("M2/(n-1), the fused kernel's Bessel-corrected convention" if info.kind == "fused"
@@ -396,21 +445,22 @@ def _prepare_layers(graph, reader, found, notes):
 
 
 def _build(graph, layers):
-    """Add the moment, output-moment and assign ops (in our copy of the graph only)."""
+    """Add the moment, output-moment (one of each per call) and assign ops (in our copy of the graph only)."""
     with graph.as_default(), tf.name_scope(SCOPE):
         for i, layer in enumerate(layers):
-            x = graph.get_tensor_by_name(layer.info.input)
-            y = graph.get_tensor_by_name(layer.info.output)
-            if x.shape.rank is None or x.shape.rank < 2:
-                raise RecalibrateError(f"{WHERE}: BN layer {layer.info.name}'s input {x.name} must have "
-                                       f"a known rank >= 2, got shape {x.shape}")
-            dim = x.shape[layer.axis]
-            if dim is not None and int(dim) != layer.channels:
-                raise RecalibrateError(f"{WHERE}: BN layer {layer.info.name}: input {x.name} has "
-                                       f"{int(dim)} channels on axis {layer.axis}, its moving statistics "
-                                       f"{layer.channels}")
-            layer.input_moments = _moment_fetches(x, layer.axis, f"input_{i}")
-            layer.output_moments = _moment_fetches(y, layer.axis, f"output_{i}")
+            layer.input_moments, layer.output_moments = [], []
+            for j, (x_name, y_name) in enumerate(layer.sites):
+                x, y = graph.get_tensor_by_name(x_name), graph.get_tensor_by_name(y_name)
+                if x.shape.rank is None or x.shape.rank < 2:
+                    raise RecalibrateError(f"{WHERE}: BN layer {layer.info.name}'s input {x.name} must have "
+                                           f"a known rank >= 2, got shape {x.shape}")
+                dim = x.shape[layer.axis]
+                if dim is not None and int(dim) != layer.channels:
+                    raise RecalibrateError(f"{WHERE}: BN layer {layer.info.name}: input {x.name} has "
+                                           f"{int(dim)} channels on axis {layer.axis}, its moving statistics "
+                                           f"{layer.channels}")
+                layer.input_moments.append(_moment_fetches(x, layer.axis, f"input_{i}_{j}"))
+                layer.output_moments.append(_moment_fetches(y, layer.axis, f"output_{i}_{j}"))
             with tf.name_scope(f"assign_{i}"):
                 mean_op, layer.mean_value = _assign_op(graph, layer.mean_key, layer.dtype, layer.shape)
                 var_op, layer.var_value = _assign_op(graph, layer.var_key, layer.dtype, layer.shape)
@@ -444,16 +494,19 @@ def resolve_checkpoint(path):
 
 
 def _open(prefix, meta):
-    """A new graph with the .meta imported (names unchanged) and a session with the checkpoint's values.
+    """(graph, session, meta graph): a new graph with the .meta imported (names unchanged), a session
+    with the checkpoint's values, and the MetaGraphDef (what the finder reads).
 
     ``tf1_repro.legacy.artefacts`` restores each variable through its own assign ops,
-    so none of the user's save/restore ops run.
+    so none of the user's save/restore ops run. Those assign ops are in the returned graph,
+    which is why the finder reads the MetaGraphDef instead (a structural finder may take them
+    for writes, e.g. of a renorm layer's gamma).
     """
     from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
     try:
         graph_only = artefacts.load(meta)
         art = artefacts.Artefact("checkpoint", prefix, graph_only.graph_def, graph_only.meta_graph, prefix)
-        return art.open()
+        return (*art.open(), graph_only.meta_graph)
     except artefacts.ArtefactError as err:
         raise RecalibrateError(f"{WHERE}: {err}") from None
 
@@ -474,13 +527,45 @@ class _Feeds:
     data: dict  # data key -> placeholder tensor
     labels: Optional[str]
     optional: dict = dataclasses.field(default_factory=dict)  # PlaceholderWithDefault name -> tensor
+    given: set = dataclasses.field(default_factory=set)  # the constant tensors --feed set
+
+    def report(self):
+        """[{"name", "value", "source"}] of every constant feed (mode inputs and --feed), JSON-able."""
+        return [{"name": t.name[:-2] if t.name.endswith(":0") else t.name,
+                 "value": np.asarray(v).tolist(), "source": "--feed" if t in self.given else "prediction mode"}
+                for t, v in sorted(self.constant.items(), key=lambda item: item[0].name)]
+
+
+def unbound_mode_inputs(found):
+    """{placeholder node name: what it drives} for mode inputs with no known prediction value: the
+    keep_prob of a *vanilla* dropout (training ``h * mask``, prediction ``h * keep_prob``), whose
+    prediction value is the training keep_prob, which the graph does not hold. From
+    ``Findings.unbound_mode_inputs()`` where the finder has it, and from the dropouts' convention."""
+    unbound = {}
+    drops = {d.keep_prob.get("name"): d for d in found.dropouts if d.keep_prob}
+    for mode in getattr(found, "unbound_mode_inputs", lambda: [])():
+        drop = drops.get(mode.name)
+        unbound[mode.name] = f"vanilla dropout {drop.name}" if drop else f"{mode.role} input"
+    for drop in found.dropouts:
+        keep = drop.keep_prob or {}
+        if drop.convention == "vanilla" and keep.get("source") in ("placeholder", "placeholder_with_default") \
+                and keep.get("name"):
+            unbound.setdefault(keep["name"], f"vanilla dropout {drop.name}")
+    return unbound
 
 
 def _plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
-    """Which tensors get constants, which get data; RecalibrateError for what cannot be fed."""
+    """Which tensors get constants, which get data; RecalibrateError for what cannot be fed.
+
+    Mode inputs get their prediction values (``found.prediction_feeds()``); a vanilla dropout's
+    keep_prob has none (``unbound_mode_inputs``) and must come from ``--feed``.
+    """
     constant = {}
+    unbound = unbound_mode_inputs(found)
     for name, value in found.prediction_feeds().items():
-        constant[_tensor(graph, name, "a mode input")] = value
+        if name.split(":")[0] not in unbound:
+            constant[_tensor(graph, name, "a mode input")] = value
+    given = set()
     for name, value in (user_feeds or {}).items():
         tensor = _tensor(graph, name, "--feed NAME")
         try:
@@ -488,7 +573,16 @@ def _plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
         except (TypeError, ValueError):
             raise RecalibrateError(f"{WHERE}: --feed {name} must be a {tensor.dtype.name}, got "
                                    f"{value!r}") from None
+        given.add(tensor)
     above = _ancestors([t.op for t in fetch_tensors], control=True)
+    for name, what in sorted(unbound.items()):
+        tensor = _tensor(graph, name, "a mode input")
+        if tensor not in constant and tensor.op in above:
+            raise RecalibrateError(
+                f"{WHERE}: placeholder {name!r} is the keep_prob of {what} (training keeps h * mask "
+                f"unscaled, prediction multiplies by keep_prob), so prediction mode needs its training "
+                f"value, which the graph does not hold; pass --feed {name}=VALUE (the keep_prob it "
+                f"trained with)")
     needed = sorted((op for op in above if op.type == "Placeholder" and op.outputs[0] not in constant),
                     key=lambda op: op.name)
     optional = {op.name: op.outputs[0] for op in above
@@ -512,7 +606,7 @@ def _plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
                 f"{op.name!r} (keys: {', '.join(data.keys)}) and no --feed {op.name}=VALUE was given")
         by_key[key] = op.outputs[0]
     if data.kind == "generator":
-        return _Feeds(constant, by_key, labels, optional)
+        return _Feeds(constant, by_key, labels, optional, given)
     for key in data.arrays:  # inputs with a default (PlaceholderWithDefault) that the data gives
         if key not in by_key and key.split(":")[0] in optional:
             by_key[key] = optional[key.split(":")[0]]
@@ -529,7 +623,7 @@ def _plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
                                    f"got {dict((k, tuple(s)) for k, s in sizes.items())}")
     for key, tensor in by_key.items():
         _check_shape(key, sizes[key], tensor, "array")
-    return _Feeds(constant, by_key, labels)
+    return _Feeds(constant, by_key, labels, given=given)
 
 
 def _check_shape(key, shape, tensor, what):
@@ -659,7 +753,8 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
       labels, predictions: a data key and a tensor name: accuracy before and after.
       progress: a progress factory ``make(desc, total, unit) -> bar`` such as
         ``tf1_repro.progress.factory()`` (None: no display).
-      find: ``find(graph) -> Findings`` (default ``tf1_repro.legacy.finder.find``).
+      find: ``find(meta_graph) -> Findings`` (default ``tf1_repro.legacy.finder.find``), given the
+        checkpoint's MetaGraphDef; node names are those of the graph the passes run.
 
     Returns the report (a JSON-able dict). Raises RecalibrateError (nothing written).
     """
@@ -673,10 +768,10 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
     _check_out(out, prefix, force)
     data = data if isinstance(data, Data) else open_data(data)
     reader = tf.train.load_checkpoint(prefix)
-    graph, sess = _open(prefix, meta)
+    graph, sess, meta_graph = _open(prefix, meta)
     notes = []
     try:
-        found = find(graph)
+        found = find(meta_graph)
         if not found.bn_layers:
             raise RecalibrateError(f"{WHERE}: PATH must hold a graph with BN layers, got none in {meta}")
         layers = _prepare_layers(graph, reader, found, notes)
@@ -686,8 +781,8 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
         layers.sort(key=lambda l: (l.depth, l.info.name))
         predictions_tensor = _tensor(graph, predictions, "--predictions") if predictions else None
         _build(graph, layers)
-        fetch_tensors = [graph.get_tensor_by_name(l.info.input) for l in layers] + \
-            [graph.get_tensor_by_name(l.info.output) for l in layers] + \
+        fetch_tensors = [graph.get_tensor_by_name(name) for l in layers for site in l.sites
+                         for name in site] + \
             ([predictions_tensor] if predictions_tensor is not None else [])
         unsafe = graphs.unsafe_to_run(graph, fetch_tensors)
         if unsafe:
@@ -698,7 +793,8 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
                          bar_factory, log)
     finally:
         sess.close()
-    report.update({"source": prefix, "meta": meta, "data": data.spec, "out": out, "notes": notes})
+    report.update({"source": prefix, "meta": meta, "data": data.spec, "out": out, "notes": notes,
+                   "feeds": plan.report()})
     if not report["checks_ok"]:
         worst = next(l for l in report["layers"] if not l["check"]["holds"])
         raise RecalibrateError(
@@ -740,7 +836,7 @@ def _passes(sess, data, plan, layers, predictions, batch_size, max_samples, bar_
     for depth in range(deepest + 1):
         group = [layer for layer in layers if layer.depth == depth]
         for layer in group:
-            layer.moments = ChannelMoments(layer.channels)
+            layer.site_moments = [ChannelMoments(layer.channels) for _ in layer.sites]
         fetches = {"moments": [layer.input_moments for layer in group]}
         state, count = _accuracy_counter(plan.labels) if (depth == 0 and predictions is not None) \
             else (None, None)
@@ -748,8 +844,9 @@ def _passes(sess, data, plan, layers, predictions, batch_size, max_samples, bar_
             fetches["predictions"] = predictions
 
         def on_batch(results, batch, group=group, count=count):
-            for layer, m in zip(group, results["moments"]):
-                layer.moments.merge(m["count"], m["mean"], m["m2"], m["absmax"])
+            for layer, per_site in zip(group, results["moments"]):
+                for moments, m in zip(layer.site_moments, per_site):
+                    moments.merge(m["count"], m["mean"], m["m2"], m["absmax"])
             if count:
                 count(results["predictions"], batch)
         record = _run_pass(sess, data, plan, fetches, batch_size, max_samples,
@@ -760,6 +857,7 @@ def _passes(sess, data, plan, layers, predictions, batch_size, max_samples, bar_
         if state:
             accuracy["before"] = state["correct"] / max(state["total"], 1)
         for layer in group:
+            layer.moments = ChannelMoments.pooled(layer.site_moments)
             if layer.moments.count < 2:
                 raise RecalibrateError(
                     f"{WHERE}: BN layer {layer.info.name} needs at least 2 values per channel for a "
@@ -775,15 +873,16 @@ def _passes(sess, data, plan, layers, predictions, batch_size, max_samples, bar_
         log(f"pass {depth + 1}: {record.samples} samples, {record.seconds:.2f} s")
     # check pass: prediction-mode outputs of every recalibrated layer (and accuracy after)
     for layer in layers:
-        layer.out_moments = ChannelMoments(layer.channels)
+        layer.out_moments = [ChannelMoments(layer.channels) for _ in layer.sites]
     fetches = {"outputs": [layer.output_moments for layer in layers]}
     state, count = _accuracy_counter(plan.labels) if predictions is not None else (None, None)
     if count:
         fetches["predictions"] = predictions
 
     def on_check(results, batch):
-        for layer, m in zip(layers, results["outputs"]):
-            layer.out_moments.merge(m["count"], m["mean"], m["m2"])
+        for layer, per_site in zip(layers, results["outputs"]):
+            for moments, m in zip(layer.out_moments, per_site):
+                moments.merge(m["count"], m["mean"], m["m2"])
         if count:
             count(results["predictions"], batch)
     record = _run_pass(sess, data, plan, fetches, batch_size, max_samples,
@@ -820,24 +919,45 @@ def _check_pass(passes, record, data):
             f"{passes[0].samples} (sum {passes[0].fingerprint:.17g})")
 
 
-def _layer_report(layer):
-    """Old/new statistics, the largest changes and the check of one layer."""
-    stored_mean = layer.new_mean.astype(layer.dtype).astype(np.float64)
-    stored_var = layer.new_var.astype(layer.dtype).astype(np.float64)
-    population_var = layer.moments.variance(0)
+def _site_check(layer, moments, out_moments, stored_mean, stored_var):
+    """The check of one call: its output's per-channel mean and variance against the closed form."""
     denom = np.sqrt(stored_var + layer.epsilon)
-    expected_mean = layer.beta + layer.gamma * (layer.moments.mean - stored_mean) / denom
-    expected_var = layer.gamma ** 2 * population_var / (stored_var + layer.epsilon)
-    scale = np.abs(layer.gamma) * (layer.moments.absmax + np.abs(stored_mean)) / denom + np.abs(layer.beta)
+    expected_mean = layer.beta + layer.gamma * (moments.mean - stored_mean) / denom
+    expected_var = layer.gamma ** 2 * moments.variance(0) / (stored_var + layer.epsilon)
+    scale = np.abs(layer.gamma) * (moments.absmax + np.abs(stored_mean)) / denom + np.abs(layer.beta)
     mean_tol = CHECK_ULPS * UNIT_ROUNDOFF * scale
     var_tol = 2 * mean_tol * np.sqrt(expected_var) + mean_tol ** 2
-    mean_err = np.abs(layer.out_moments.mean - expected_mean)
-    var_err = np.abs(layer.out_moments.variance(0) - expected_var)
-    std = np.sqrt(population_var)
+    mean_err = np.abs(out_moments.mean - expected_mean)
+    var_err = np.abs(out_moments.variance(0) - expected_var)
+    return {"mean_error": float(mean_err.max()), "mean_tolerance": float(mean_tol[np.argmax(mean_err)]),
+            "variance_error": float(var_err.max()), "variance_tolerance": float(var_tol[np.argmax(var_err)]),
+            "holds": bool(np.all(mean_err <= mean_tol) and np.all(var_err <= var_tol))}
+
+
+def relative_change(old, new):
+    """(largest |new - old| / |old| over the channels with old != 0 or None, number of channels
+    that changed from 0)."""
+    old, new = np.asarray(old, np.float64), np.asarray(new, np.float64)
+    nonzero = old != 0
+    from_zero = int(np.sum(~nonzero & (new != 0)))
+    rel = np.abs(new[nonzero] - old[nonzero]) / np.abs(old[nonzero])
+    return (float(rel.max()) if rel.size else None), from_zero
+
+
+def _layer_report(layer):
+    """Old/new statistics, the largest changes and the check of one layer (of each call when shared;
+    ``check`` is the worst call's)."""
+    stored_mean = layer.new_mean.astype(layer.dtype).astype(np.float64)
+    stored_var = layer.new_var.astype(layer.dtype).astype(np.float64)
+    checks = [_site_check(layer, m, out, stored_mean, stored_var)
+              for m, out in zip(layer.site_moments, layer.out_moments)]
+    worst = max(checks, key=lambda c: (not c["holds"], c["mean_error"] / max(c["mean_tolerance"], 1e-300),
+                                       c["variance_error"] / max(c["variance_tolerance"], 1e-300)))
+    std = np.sqrt(layer.moments.variance(0))
     mean_change = np.abs(layer.old_mean - layer.new_mean) / np.where(std > 0, std, 1.0)
-    var_change = np.abs(layer.old_var / np.where(layer.new_var > 0, layer.new_var, 1.0) - 1.0)
+    var_change, from_zero = relative_change(layer.old_var, layer.new_var)
     n = layer.moments.count
-    return {
+    row = {
         "name": layer.info.name, "kind": layer.info.kind, "depth": layer.depth,
         "input": layer.info.input, "output": layer.info.output,
         "moving_mean": layer.mean_key, "moving_variance": layer.var_key,
@@ -847,12 +967,14 @@ def _layer_report(layer):
         "old_mean": layer.old_mean.tolist(), "new_mean": layer.new_mean.tolist(),
         "old_variance": layer.old_var.tolist(), "new_variance": layer.new_var.tolist(),
         "largest_mean_change_in_std": float(mean_change.max()),
-        "largest_variance_change_relative": float(var_change.max()),
-        "check": {"mean_error": float(mean_err.max()), "mean_tolerance": float(mean_tol[np.argmax(mean_err)]),
-                  "variance_error": float(var_err.max()),
-                  "variance_tolerance": float(var_tol[np.argmax(var_err)]),
-                  "holds": bool(np.all(mean_err <= mean_tol) and np.all(var_err <= var_tol))},
+        "largest_variance_change_relative": var_change,
+        "variance_channels_changed_from_zero": from_zero,
+        "check": dict(worst, holds=all(c["holds"] for c in checks)),
     }
+    if len(layer.sites) > 1:
+        row["calls"] = [{"input": x, "output": y, "values_per_channel": m.count, "check": c}
+                        for (x, y), m, c in zip(layer.sites, layer.site_moments, checks)]
+    return row
 
 
 # ---------------------------------------------------------------- writing
@@ -955,12 +1077,21 @@ def format_report(report):
              f"per recalibration pass",
              f"  {'layer':<28} {'kind':<20} {'depth':>5} {'values/ch':>10}  {'mean change':>11}  "
              f"{'var change':>10}  stored variance   check"]
+    if report.get("feeds"):
+        lines.insert(2, "  prediction feeds: " + ", ".join(
+            f"{f['name']}={_feed_text(f['value'])}{' (--feed)' if f['source'] == '--feed' else ''}"
+            for f in report["feeds"]))
     for row in report["layers"]:
         lines.append(f"  {row['name']:<28} {row['kind']:<20} {row['depth']:>5} {row['values_per_channel']:>10,}  "
-                     f"{row['largest_mean_change_in_std']:>9.3g}sd  {row['largest_variance_change_relative']:>10.2%}  "
+                     f"{row['largest_mean_change_in_std']:>9.3g}sd  {_change_text(row):>10}  "
                      f"{row['variance_stored']:<17} {'✓' if row['check']['holds'] else '✗'} "
                      f"(mean {row['check']['mean_error']:.2g} ≤ {row['check']['mean_tolerance']:.2g}, "
                      f"var {row['check']['variance_error']:.2g} ≤ {row['check']['variance_tolerance']:.2g})")
+        for call in row.get("calls", []):
+            c = call["check"]
+            lines.append(f"      call on {call['input']} ({call['values_per_channel']:,} values/ch): "
+                         f"{'✓' if c['holds'] else '✗'} (mean {c['mean_error']:.2g} ≤ {c['mean_tolerance']:.2g}, "
+                         f"var {c['variance_error']:.2g} ≤ {c['variance_tolerance']:.2g})")
         k = min(4, len(row["new_mean"]))
         lines.append(f"      mean {_few(row['old_mean'], k)} -> {_few(row['new_mean'], k)}   "
                      f"variance {_few(row['old_variance'], k)} -> {_few(row['new_variance'], k)}")
@@ -979,6 +1110,20 @@ def format_report(report):
         lines.append(f"  wrote {w['prefix']} (+ .meta, checkpoint): {len(w['replaced'])} statistics "
                      f"replaced, {w['copied_bit_for_bit']} variables copied bit for bit (verified)")
     return "\n".join(lines)
+
+
+def _change_text(row):
+    """The largest relative variance change |new - old| / |old|, or "from 0" when a channel's old is 0."""
+    if row.get("variance_channels_changed_from_zero"):
+        return "from 0"
+    change = row["largest_variance_change_relative"]
+    return "-" if change is None else f"{change * 100:.3g}%"
+
+
+def _feed_text(value):
+    if isinstance(value, list):
+        return f"[{len(value)} values]" if len(value) > 4 else str(value)
+    return str(value)
 
 
 def _few(values, k):
