@@ -460,3 +460,18 @@ def test_updates_riding_on_the_output_contrib_style():
     (layer,) = finder.find(graph).bn_layers
     assert (layer.output, layer.update_location) == (out.name, "output")
     assert layer.decay == pytest.approx(0.9) and layer.variance_estimator == "unbiased"
+
+
+def test_restore_assigns_added_by_artefacts_are_not_updates(tmp_path):
+    """``Artefact.open()`` restores through assign ops of its own; they are not BN updates."""
+    graph = _build("tf_layers_renorm")
+    with graph.as_default(), tf.Session(graph=graph) as sess:
+        sess.run(tf.global_variables_initializer())
+        tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    live = finder.find(graph).bn_layers[0]
+    opened, sess = artefacts.load(str(tmp_path)).open()
+    with sess:
+        restored = finder.find(opened).bn_layers[0]
+    assert (restored.gamma, restored.beta) == (live.gamma, live.beta) == (
+        "batch_normalization/gamma", "batch_normalization/beta")
+    assert restored.update_ops == live.update_ops

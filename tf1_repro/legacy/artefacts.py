@@ -151,7 +151,7 @@ class Artefact:
             return []
         available = reader.get_variable_to_shape_map()
         feeds, assigns, restored = {}, [], []
-        with graph.as_default(), tf.name_scope("tf1_repro_restore"):
+        with graph.as_default(), tf.name_scope(finder_restore_scope()):
             for op in graph.get_operations():
                 if op.type not in ("VariableV2", "VarHandleOp", "Variable") or op.name not in available:
                     continue
@@ -174,6 +174,11 @@ class Artefact:
         if assigns:
             sess.run(assigns, feeds)
         return restored
+
+
+def finder_restore_scope():
+    from tf1_repro.legacy import finder  # pylint: disable=import-outside-toplevel
+    return finder.RESTORE_SCOPE
 
 
 def _first_line(err):

@@ -74,6 +74,7 @@ SKIP_COLLECTIONS = {"variables", "trainable_variables", "local_variables", "mode
                     "metric_variables", "_SUMMARY_WRITER_INIT_OP", "init_op", "local_init_op",
                     "ready_op", "ready_for_local_init_op", "table_initializer", "asset_filepaths",
                     "saved_model_main_op", "saved_model_train_op", "saved_model_assets"}
+RESTORE_SCOPE = "tf1_repro_restore"  # where artefacts.Artefact.restore adds its assign ops
 PREDICTION_VALUES = {"training": False, "keep_prob": 1.0, "rate": 0.0, "learning_phase": 0}
 
 
@@ -1018,8 +1019,8 @@ class _Finder:
 
     def _is_init_or_restore(self, write, var_name):
         """The variable's initializer, or an assign from a checkpoint restore."""
-        if write.name == f"{var_name}/Assign":
-            return True
+        if write.name == f"{var_name}/Assign" or write.name.startswith(RESTORE_SCOPE + "/"):
+            return True  # the initializer, or artefacts.restore's own assign
         value = write.inputs[1].op
         kinds = {self.g.get_operation_by_name(a).type for a in self.ancestors(value)}
         if kinds & {"RestoreV2", "Restore", "RestoreSlice"}:
