@@ -16,6 +16,7 @@ from tf1_repro.layers.bn import article_variable_names, bn_layer
 from tf1_repro.legacy import implementations, migrate
 from tf1_repro.model import train
 
+import legacy_builders as lb
 from tests.conftest import tf
 
 ROLES = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -227,3 +228,200 @@ def test_existing_weights_without_force_exits_2_and_changes_nothing(tmp_path, ca
                    f"--force to overwrite), got {str(out)!r} with weights.npz\n")
     assert (out / "weights.npz").read_bytes() == b"earlier"
     assert sorted(os.listdir(out)) == ["weights.npz"]
+
+
+# ---- statistics shaped to broadcast, NCHW, graphs the finder misses, notes, shared layers ----
+
+def _save(folder, build, shapes, steps=3, scale=2.0):
+    """``build({name: placeholder}, training)`` trained ``steps`` steps on N(1, scale) batches
+    (UPDATE_OPS run), saved with its .meta (``with_meta``) and without (``no_meta``)."""
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default() as graph:
+        xs = {name: tf.placeholder(tf.float32, shape, name=name) for name, shape in shapes.items()}
+        training = tf.placeholder_with_default(False, [], name="training")
+        outputs = build(xs, training)
+        updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(steps):
+                feed = {x: rng.normal(1.0, scale, [8] + shapes[n][1:]).astype(np.float32)
+                        for n, x in xs.items()}
+                sess.run([outputs, updates], {**feed, training: True})
+            saver = tf.train.Saver()
+            return (saver.save(sess, str(folder / "with_meta" / "m.ckpt")),
+                    saver.save(sess, str(folder / "no_meta" / "m.ckpt"), write_meta_graph=False))
+
+
+def _hand_written(x, training, stat_shape, axes, eps=1e-3, scale=True):
+    """Statistics (and gamma, beta) of ``stat_shape``; Sonnet-style updates in UPDATE_OPS."""
+    gamma = tf.get_variable("gamma", stat_shape, initializer=tf.ones_initializer()) if scale else None
+    beta = tf.get_variable("beta", stat_shape, initializer=tf.zeros_initializer())
+    mm = tf.get_variable("moving_mean", stat_shape, initializer=tf.zeros_initializer(), trainable=False)
+    mv = tf.get_variable("moving_variance", stat_shape, initializer=tf.ones_initializer(),
+                         trainable=False)
+    mean, var = tf.nn.moments(x, axes, keep_dims=True)
+    lb._updates_in_collection(training, [(mm, mean), (mv, var)], 0.9, tf.GraphKeys.UPDATE_OPS)
+    m, v = tf.cond(training, lambda: (tf.identity(mean), tf.identity(var)),
+                   lambda: (tf.identity(mm), tf.identity(mv)))
+    return tf.nn.batch_normalization(x, m, v, beta, gamma, eps)
+
+
+def _broadcast_shapes(xs, training):
+    with tf.variable_scope("sonnet"):
+        outs = [lb.stats_1c_sonnet(xs["dense"], training)]  # (1, C)
+    with tf.variable_scope("slim/BatchNorm"):
+        outs.append(_hand_written(xs["nhwc"], training, [1, 1, 1, 3], [0, 1, 2], scale=False))
+    with tf.variable_scope("nchw"):
+        outs.append(_hand_written(xs["nchw"], training, [1, 3, 1, 1], [0, 2, 3]))
+    h = tf.layers.conv2d(xs["nchw"], 6, 3, data_format="channels_first", name="conv")
+    outs.append(tf.layers.batch_normalization(h, axis=1, fused=True, training=training,
+                                              name="fused_nchw"))
+    return outs
+
+
+@pytest.fixture(scope="module")
+def broadcast(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("broadcast")
+    with_meta, no_meta = _save(folder, _broadcast_shapes, {
+        "dense": [None, 4], "nhwc": [None, 5, 5, 3], "nchw": [None, 3, 5, 5]})
+    reports = {how: migrate.migrate(prefix, out=str(folder / f"out_{how}"))
+               for how, prefix in (("graph", with_meta), ("names", no_meta))}
+    return folder, with_meta, reports
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`tf.layers")
+def test_statistics_shaped_to_broadcast_are_written_as_vectors_and_verified(broadcast):
+    folder, prefix, reports = broadcast
+    for how, report in reports.items():
+        entries = {e["name"]: e for e in report["layers"]}
+        assert report["ok"], how
+        assert entries["sonnet/batch_norm"]["stored_shapes"] == {
+            "moving_mean": [1, 4], "moving_variance": [1, 4], "beta": [1, 4]}
+        assert entries["slim/BatchNorm"]["stored_shapes"]["moving_mean"] == [1, 1, 1, 3]
+        assert entries["nchw"]["stored_shapes"]["gamma"] == [1, 3, 1, 1]
+        assert "beta stored as [1, 4] (broadcast to the channel axis): written to weights.npz " \
+               "as (4,)" in entries["sonnet/batch_norm"]["notes"]
+        for e in entries.values():
+            assert e["relative_diff"] <= 1e-5, (how, e["name"])
+    checkpoint = _read(prefix)
+    with np.load(folder / "out_graph" / "weights.npz") as weights:
+        for key in ("sonnet/batch_norm/moving_variance", "slim/BatchNorm/moving_mean",
+                    "nchw/gamma", "fused_nchw/moving_variance"):
+            assert weights[key].ndim == 1
+            assert weights[key].tobytes() == checkpoint[key].tobytes(), key  # reshaped only
+    with open(folder / "out_graph" / "layers.json", encoding="utf-8") as f:
+        assert {e["name"]: e["stored_shapes"]["moving_mean"] for e in json.load(f)}[
+            "nchw"] == [1, 3, 1, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`tf.layers")
+def test_nchw_layers_are_built_on_the_channel_axis(broadcast):
+    _, _, reports = broadcast
+    graph = {e["name"]: e for e in reports["graph"]["layers"]}
+    assert {n: e["channel_axis"] for n, e in graph.items()} == {
+        "sonnet/batch_norm": -1, "slim/BatchNorm": -1, "nchw": 1, "fused_nchw": 1}
+    assert {n: e["verified_against"] for n, e in graph.items()} == dict.fromkeys(graph, "graph")
+    assert "channels on axis 1 (NCHW): the Keras 3 layer is BatchNormalization(axis=1)" in \
+        graph["fused_nchw"]["notes"]
+    names = {e["name"]: e for e in reports["names"]["layers"]}
+    # without a graph the axis comes from the (1, C, 1, 1) shape; the fused layer's (6,) says -1
+    assert (names["nchw"]["channel_axis"], names["fused_nchw"]["channel_axis"]) == (1, -1)
+    assert names["nchw"]["verified_against"] == "self-check"
+
+
+def _not_understood(xs, training):
+    """tf.layers names, but var ** -0.5 instead of rsqrt: the finder finds no layer. ``bn``
+    keeps tf.nn.batch_normalization's op names (bn/batchnorm/add_1), ``bn2`` does not."""
+    outs = []
+    for name, scope in (("bn", "batchnorm"), ("bn2", "norm")):
+        x = xs["x"] * 0.03  # batch variance ~1e-3, so epsilon matters
+        with tf.variable_scope(name):
+            gamma = tf.get_variable("gamma", [4], initializer=tf.ones_initializer())
+            mm = tf.get_variable("moving_mean", [4], initializer=tf.zeros_initializer(),
+                                 trainable=False)
+            mv = tf.get_variable("moving_variance", [4], initializer=tf.ones_initializer(),
+                                 trainable=False)
+            mean, var = tf.nn.moments(x, [0])
+            lb._updates_in_collection(training, [(mm, mean), (mv, var)], 0.5,
+                                      tf.GraphKeys.UPDATE_OPS)
+            m, v = tf.cond(training, lambda: (tf.identity(mean), tf.identity(var)),
+                           lambda: (tf.identity(mm), tf.identity(mv)))
+            with tf.name_scope(scope):
+                inv = tf.pow(v + 1e-3, -0.5) * gamma
+                outs.append(x * inv + (-m * inv))
+    return outs
+
+
+@pytest.mark.slow
+def test_graph_not_understood_is_checked_against_the_graphs_own_output(tmp_path):
+    prefix, _ = _save(tmp_path, _not_understood, {"x": [None, 4]}, steps=10)
+    report = migrate.migrate(prefix, out=str(tmp_path / "out"))
+    assert report["found_by"] == "names" and report["graph"] and not report["ok"]
+    bn, bn2 = report["layers"]
+    assert bn["verified_against"] == "graph output bn/batchnorm/add_1:0 (found by name)"
+    assert bn["assumed"] == ["epsilon", "momentum"]
+    assert "epsilon 1e-05 assumed (the .meta graph was not understood); --epsilon sets it" in \
+        bn["notes"]
+    assert not bn["ok"] and bn["relative_diff"] > 0.1  # eps 1e-5 vs the graph's 1e-3, var ~1e-3
+    assert any(n.startswith("the Keras 3 layer with epsilon 1e-05 (not read from the graph) "
+                            "differs from the graph's own output") for n in bn["notes"])
+    assert bn2["verified_against"] == "self-check" and bn2["ok"]
+    assert "no bn2/batchnorm/add_1 output found in the graph: the check is only a self-check" in \
+        bn2["notes"]
+    text = migrate.format_report(report)
+    assert "found by checkpoint names (the .meta graph was not understood)" in text
+    assert text.endswith("FAILED (limit 1e-05 relative per layer; only a self-check for bn2)")
+    fixed = migrate.migrate(prefix, out=str(tmp_path / "out"), epsilon=1e-3, force=True)
+    assert fixed["layers"][0]["relative_diff"] <= 1e-5 and fixed["ok"]
+
+
+def _notes_and_sharing(xs, training):
+    outs = [tf.layers.batch_normalization(xs["x"], training=training, renorm=True, name="renorm")]
+    step = tf.train.get_or_create_global_step()
+    with tf.variable_scope("ema_bn"):
+        gamma = tf.get_variable("gamma", [4], initializer=tf.ones_initializer())
+        beta = tf.get_variable("beta", [4], initializer=tf.zeros_initializer())
+        mean, var = tf.nn.moments(xs["x"], [0])
+        ema = tf.train.ExponentialMovingAverage(0.99, num_updates=step, name="ema")
+
+        def train():
+            with tf.control_dependencies([ema.apply([mean, var]), tf.assign_add(step, 1)]):
+                return tf.identity(mean), tf.identity(var)
+        m, v = tf.cond(training, train, lambda: (tf.identity(ema.average(mean)),
+                                                 tf.identity(ema.average(var))))
+        outs.append(tf.nn.batch_normalization(xs["x"], m, v, beta, gamma, 1e-5))
+    for i in range(2):  # two towers sharing one tf.layers BN
+        with tf.variable_scope("tower", reuse=i > 0):
+            w = tf.get_variable("w", [4, 4])
+        outs.append(tf.layers.batch_normalization(tf.matmul(xs["x"] * (i + 1.0), w),
+                                                  training=training, name="shared", reuse=i > 0))
+    return outs
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`tf.layers")
+def test_renorm_decay_schedule_and_shared_layer_notes(tmp_path):
+    prefix, _ = _save(tmp_path, _notes_and_sharing, {"x": [None, 4]})
+    report = migrate.migrate(prefix, out=str(tmp_path / "out"))
+    assert report["found_by"] == "graph" and report["ok"]
+    layers = {e["name"]: e for e in report["layers"]}
+    assert sorted(layers) == ["ema_bn", "renorm", "shared"]
+    assert "renorm is dropped: the TF1 layer uses batch renormalisation, the Keras 3 layer is a " \
+           "plain BatchNormalization; prediction is the same (moving statistics, gamma, beta), " \
+           "continued training is not (no r/d corrections; renorm/renorm_mean, " \
+           "renorm/renorm_stddev not migrated)" in layers["renorm"]["notes"]
+    ema_bn = layers["ema_bn"]
+    assert (ema_bn["momentum"], ema_bn["assumed"]) == (0.99, ["moving_variance_estimator"])
+    assert not any("assumed" in note for note in ema_bn["notes"])
+    # min(0.99, (1 + n) / (10 + n)) reaches 0.99 when n >= (10 * 0.99 - 1) / (1 - 0.99) = 890
+    assert any(n.startswith("the TF1 decay is a schedule, min(0.99, (1 + step) / (10 + step))")
+               and "capped at 0.99 from step 890" in n for n in ema_bn["notes"])
+    shared = layers["shared"]
+    assert [c[0] for c in shared["call_sites"]] == ["MatMul:0", "MatMul_1:0"]
+    assert len(shared["call_site_relative_diffs"]) == 2
+    assert max(shared["call_site_relative_diffs"]) <= 1e-5
+    assert any(n.startswith("the variables are shared by 2 calls (inputs MatMul:0, MatMul_1:0): "
+                            "one Keras 3 layer serves them all; verified on each call's own "
+                            "input and output") for n in shared["notes"])

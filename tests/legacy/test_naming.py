@@ -8,7 +8,7 @@ import pytest
 
 from tf1_repro.layers.bn import bn_layer
 from tf1_repro.legacy import implementations
-from tf1_repro.legacy.naming import layers_from_names, shape_problem
+from tf1_repro.legacy.naming import channel_axis, channels, layers_from_names, shape_problem
 
 from tests.conftest import tf
 
@@ -111,3 +111,20 @@ def test_no_layers_and_bad_argument():
     assert layers_from_names({"dense/kernel": [3, 4], "dense/bias": [4]}) == []
     with pytest.raises(TypeError, match="variables must be a dict"):
         layers_from_names(["bn/gamma"])
+
+
+def test_statistics_that_broadcast_to_one_axis_are_per_channel():
+    def layer(**shapes):
+        return {"name": "b", **{role: f"b/{role}" for role in shapes}, "shapes": shapes}
+    for shape in ([1, 4], [1, 1, 1, 4], [1, 4, 1, 1]):  # Sonnet, slim, NCHW
+        assert shape_problem(layer(beta=shape, moving_mean=shape, moving_variance=shape)) is None
+    assert shape_problem(layer(gamma=[4], moving_mean=[1, 4], moving_variance=[1, 4])) is None
+    assert [channel_axis(s) for s in ([4], [1, 4], [1, 1, 1, 4], [1, 4, 1, 1], [1, 1])] == \
+        [-1, -1, -1, 1, -1]
+    assert channels([1, 4, 1, 1]) == 4 and channels([2, 4]) is None
+    assert shape_problem(layer(moving_mean=[2, 4], moving_variance=[2, 4])) == (
+        "layer b: moving_mean must be per channel, (C,) or C with every other dimension 1 such "
+        "as (1, C) or (1, C, 1, 1), got shape (2, 4) (b/moving_mean)")
+    assert shape_problem(layer(moving_mean=[1, 4, 1, 1], moving_variance=[1, 1, 1, 4])) == (
+        "layer b: moving_variance must have the shape of moving_mean (1, 4, 1, 1), got "
+        "(1, 1, 1, 4) (b/moving_variance)")

@@ -48,6 +48,9 @@ def _bn(spec):
     from tf1_repro.layers.keras3 import ArticleBatchNormalization  # pylint: disable=import-outside-toplevel
     kwargs = dict(spec.get("kwargs", {}))
     if spec["layer"] == "article":
+        axis = kwargs.pop("axis", -1)  # the article's layer normalises the last axis only
+        if axis != -1:
+            raise ValueError(f"ArticleBatchNormalization: axis must be -1, got {axis!r}")
         return ArticleBatchNormalization(**kwargs)
     return keras.layers.BatchNormalization(**kwargs)
 
@@ -89,8 +92,9 @@ def replay(arrays, params):
 
 
 def predict_layers(arrays, params):
-    """Each layer of ``params['layers']`` ({name, layer, kwargs}) built with ``{name}/{role}``
-    weights and fed ``{name}/inputs`` in prediction mode; returns ``{name}/outputs``."""
+    """Each layer of ``params['layers']`` ({name, layer, kwargs}; kwargs may hold the channel
+    ``axis``) built with ``{name}/{role}`` weights (C,) and fed ``{name}/inputs`` in prediction
+    mode; returns ``{name}/outputs``."""
     out = {}
     for spec in params["layers"]:
         name = spec["name"]

@@ -130,19 +130,43 @@ def layers_from_names(variables):
     return sorted(layers, key=lambda layer: layer["name"])
 
 
+def channels(shape):
+    """C for a per-channel shape: ``(C,)`` or one that broadcasts to one axis (``(1, C)``,
+    ``(1, 1, 1, C)``, ``(1, C, 1, 1)``: size C, every other dimension 1); None otherwise."""
+    dims = [int(d) for d in shape]
+    if not dims:
+        return None
+    if len(dims) == 1:
+        return dims[0]
+    return max(dims) if sum(d != 1 for d in dims) <= 1 else None
+
+
+def channel_axis(shape):
+    """The axis a per-channel shape broadcasts along as written: the index of its non-1
+    dimension (``(1, C, 1, 1)`` -> 1), or -1 for ``(C,)``, a last-axis one and an all-1 one."""
+    dims = [int(d) for d in shape]
+    axes = [i for i, d in enumerate(dims) if d != 1]
+    return -1 if len(dims) < 2 or not axes or axes[0] == len(dims) - 1 else axes[0]
+
+
 def shape_problem(layer):
-    """None if the layer's variables are vectors of one length C, else one sentence saying which is not."""
+    """None if the layer's variables are per channel with one C, else one sentence saying which
+    is not. Per channel: ``(C,)`` or a shape broadcasting to one axis (``(1, C)``,
+    ``(1, 1, 1, C)``, ``(1, C, 1, 1)``), the roles' shapes alike up to those 1s."""
     shapes = layer["shapes"]
     reference_role = "gamma" if shapes.get("gamma") else "moving_mean"
     reference = shapes.get(reference_role)
     if reference is None:
         return None
-    if len(reference) != 1:
-        return (f"layer {layer['name']}: {reference_role} must be a vector (C,), got shape "
+    size = channels(reference)
+    if size is None:
+        return (f"layer {layer['name']}: {reference_role} must be per channel, (C,) or C with "
+                f"every other dimension 1 such as (1, C) or (1, C, 1, 1), got shape "
                 f"{tuple(reference)} ({layer[reference_role]})")
     for role in ROLES:
         shape = shapes.get(role)
-        if shape is not None and shape != reference:
+        if shape is not None and (channels(shape) != size or
+                                  (len(shape) == len(reference) and shape != reference)):
             return (f"layer {layer['name']}: {role} must have the shape of {reference_role} "
                     f"{tuple(reference)}, got {tuple(shape)} ({layer[role]})")
     return None
