@@ -137,10 +137,10 @@ def _ema_outside_cond(h, training):
         return tf.nn.batch_normalization(h, m, v, beta, gamma, 1e-5)
 
 
-def _hand_written(trainable=False, zero_debias=False, variance_init=1.0):
+def _hand_written(trainable=False, zero_debias=False, variance_init=1.0, scope="bn"):
     """Hand-written BN with assign_moving_average inside the cond's training branch."""
     def bn(h, training):
-        with tf.variable_scope("bn"):
+        with tf.variable_scope(scope):
             channels = h.shape[-1]
             gamma = tf.get_variable("gamma", channels, initializer=tf.ones_initializer())
             beta = tf.get_variable("beta", channels, initializer=tf.zeros_initializer())
@@ -313,6 +313,26 @@ def _build_saved_model(keep_prob):
     return build
 
 
+def _build_simple_save(keep_prob_default, training_default, keep_prob_in_signature):
+    """``tf.saved_model.simple_save`` of the tf.layers net with keep_prob and training
+    ``placeholder_with_default``s: x (and keep_prob when ``keep_prob_in_signature``) are the
+    signature's inputs, the rest stay at their defaults for every serving client."""
+    def build(out_dir):
+        prefix = _train(out_dir, (FEATURES,), _tf_layers(False), keep_prob=0.8)
+        graph, sess, x, logits = _restore_serving(
+            prefix, (FEATURES,), _tf_layers(False),
+            lambda: tf.placeholder_with_default(training_default, [], name="training"),
+            lambda: tf.placeholder_with_default(keep_prob_default, [], name="keep_prob"))
+        path = os.path.join(out_dir, "saved_model")
+        with sess, graph.as_default():
+            inputs = {"x": x}
+            if keep_prob_in_signature:
+                inputs["keep_prob"] = graph.get_tensor_by_name("keep_prob:0")
+            tf.saved_model.simple_save(sess, path, inputs, {"logits": logits})
+        return path
+    return build
+
+
 def _build_keras_sequential(out_dir):
     """A tf-keras Sequential (Dense, BN, ReLU, Dropout 0.5, Dense) fitted by ``model.fit`` in a TF1
     graph, exported as a SavedModel: Keras' learning phase switches BN and dropout."""
@@ -405,6 +425,16 @@ SUITE = {c.name: c for c in [
     _case("saved_model_keep_prob_default",
           _build_saved_model(lambda: tf.placeholder_with_default(1.0, [], name="keep_prob")),
           "saved_model", set(), True, "SavedModel with keep_prob placeholder_with_default(1.0)",
+          feeds={"training:0": False, "keep_prob:0": 1.0}),
+    _case("saved_model_training_defaults", _build_simple_save(0.5, True, False), "saved_model",
+          {"dropout-at-inference", "inference-batch-dependent"}, False,
+          "simple_save with keep_prob placeholder_with_default(0.5) and training "
+          "placeholder_with_default(True), neither among the signature's inputs (x): every "
+          "serving client gets dropout and batch statistics", twin="saved_model_keep_prob_in_signature",
+          feeds={"training:0": False, "keep_prob:0": 1.0}),
+    _case("saved_model_keep_prob_in_signature", _build_simple_save(0.5, False, True), "saved_model",
+          set(), True, "simple_save with keep_prob placeholder_with_default(0.5) among the "
+          "signature's inputs (the client feeds it) and training placeholder_with_default(False)",
           feeds={"training:0": False, "keep_prob:0": 1.0}),
     _case("keras_sequential_saved_model", _build_keras_sequential, "saved_model", set(), True,
           "tf-keras Sequential with BN and Dropout(0.5) fitted in a TF1 graph, as a SavedModel "

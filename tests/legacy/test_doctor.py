@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+import legacy_artefacts
 from legacy_artefacts import SUITE, legacy_artefact  # noqa: F401  pylint: disable=unused-import
 from tf1_repro import cli
 from tf1_repro.legacy import doctor
+from tf1_repro.legacy.implementations import tf_layers_batch_normalization
 import support
 
 REPORT_KEYS = {"source", "format", "bn_layers", "dropouts", "findings", "healthy"}
@@ -178,9 +180,10 @@ def test_bad_inputs_exit_2_with_one_line(legacy_artefact, capsys, tmp_path):
     cases = [
         ([str(tmp_path / "missing")], "missing: no such file"),
         ([str(garbage)], "garbage.pb: not a GraphDef"),
-        ([path, "--feed", "training"], "--feed must be NAME=VALUE, got 'training'"),
+        ([path, "--feed", "training"], "--feed must be NAME=VALUE (e.g. training=false), got 'training'"),
         ([path, "--feed", "nope=1"], "--feed nope: no such tensor in"),
-        ([path, "--feed", "training=maybe"], "--feed training must be true or false"),
+        ([path, "--feed", "training=maybe"], "--feed training: VALUE must be true, false, a number "
+                                             "or a JSON list, got 'maybe'"),
         ([path, "--input-shape", "x=4,a"], "--input-shape must be NAME=N,..."),
         ([path, "--input-shape", "labels=4"], "--input-shape labels is not an input of the outputs"),
         ([path, "--data", str(not_npz)], "x.npz: not a readable .npz file"),
@@ -296,3 +299,123 @@ def test_works_in_a_tf2_process(legacy_artefact):
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got == [sorted(SUITE[n].expected_findings) for n in names]
+
+
+@pytest.mark.parametrize("feed,expected", [
+    ("training=no", "--feed training: VALUE must be true, false, a number or a JSON list, got 'no'"),
+    ("training=0.5", "--feed training must be true or false for a bool tensor, got 0.5"),
+    ("x=[1,2]", "--feed x must have shape [None, 6], got [2]"),
+    ("nope=1", "--feed nope: no such tensor in")])
+def test_feed_values_are_checked_with_and_without_a_run(legacy_artefact, capsys, feed, expected):
+    path = legacy_artefact("ema_outside_cond")
+    for flags in ([], ["--no-run"]):
+        code, out, err = _cli(capsys, path, "--feed", feed, *flags)
+        assert (code, out) == (2, ""), flags
+        assert err.count("\n") == 1 and expected in err, (flags, err)
+
+
+def test_serving_defaults_are_what_clients_get(legacy_artefact):
+    """simple_save with keep_prob and training placeholder_with_default(0.5 / True) outside the
+    signature: two client runs differ (measured here), the doctor says so statically and from
+    its own client run; with keep_prob in the signature (the client feeds it) nothing is said."""
+    path = legacy_artefact("saved_model_training_defaults")
+    with tf.Graph().as_default() as g, tf.Session(graph=g) as sess:
+        meta = tf.saved_model.loader.load(sess, ["serve"], path)
+        signature = meta.signature_def["serving_default"]
+        assert list(signature.inputs) == ["x"]
+        x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+        first, second = (sess.run(signature.outputs["logits"].name, {signature.inputs["x"].name: x})
+                         for _ in range(2))
+        assert not np.allclose(first, second)  # dropout on for every client
+    report = doctor.diagnose(path)
+    (dropout,) = [f for f in report["findings"] if f["id"] == "dropout-at-inference"]
+    assert dropout["layer"] == "dropout"
+    assert dropout["message"].startswith("keep_prob is placeholder_with_default(0.5), not among the "
+                                         "signature's inputs")
+    assert "confirmed by running: the same input twice gives different logits:0 as a serving " \
+        "client runs the signature (only its inputs fed; keep_prob, training left at their " \
+        "defaults)" in dropout["message"]
+    (batch,) = [f for f in report["findings"] if f["id"] == "inference-batch-dependent"]
+    assert batch["layer"] == "block1/batch_normalization"
+    assert "training is placeholder_with_default(True)" in batch["message"]
+    twin = doctor.diagnose(legacy_artefact("saved_model_keep_prob_in_signature"))
+    assert twin["findings"] == [] and twin["ran"] is True
+    assert "only its inputs fed, training left at their defaults" in " ".join(twin["notes"])
+
+
+def _vanilla_checkpoint(directory):
+    """x -> fc1 -> tf.layers BN(training) -> relu -> vanilla dropout -> logits: training
+    h * floor(keep_prob + U), prediction h * keep_prob (keep_prob a Placeholder)."""
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, 6], name="x")
+        training = tf.placeholder(tf.bool, [], name="training")
+        keep_prob = tf.placeholder(tf.float32, [], name="keep_prob")
+        h = legacy_artefacts._dense(x, 8, "fc1")
+        h = tf.nn.relu(tf_layers_batch_normalization()(h, training=training, name="bn"))
+        h = tf.cond(training, lambda: h * tf.floor(keep_prob + tf.random_uniform(tf.shape(h))),
+                    lambda: h * keep_prob)
+        tf.identity(legacy_artefacts._dense(h, 3, "out"), name="logits")
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            return tf.train.Saver().save(sess, os.path.join(str(directory), "model.ckpt"))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # tf.layers BN is deprecated
+def test_vanilla_keep_prob_is_never_bound_to_one(tmp_path):
+    """Prediction multiplies by keep_prob's training value: without --feed the outputs that
+    depend on it are not run (the BN checks run on the BN output) and a note says why; with
+    --feed keep_prob=0.8 everything runs with 0.8."""
+    prefix = _vanilla_checkpoint(tmp_path)
+    report = doctor.diagnose(prefix)
+    assert report["ran"] is True and "keep_prob:0" not in report["feeds"]
+    assert report["outputs"] == ["bn/batchnorm/add_1:0"] and report["findings"][0]["id"] == NO_DEFAULT_ID
+    (note,) = [n for n in report["notes"] if "vanilla" in n]
+    assert note.startswith("the dropout-dependent outputs (logits:0) were not run")
+    assert "give it with --feed keep_prob=VALUE; 1.0 would be wrong" in note
+    fed = doctor.diagnose(prefix, feeds={"keep_prob": "0.8"})
+    assert fed["outputs"] == ["logits:0"] and fed["feeds"]["keep_prob:0"] == pytest.approx(0.8)
+    assert "keep_prob fed 0.8 from --feed: a vanilla dropout" in " ".join(fed["notes"])
+    assert [f["id"] for f in fed["findings"]] == [NO_DEFAULT_ID]
+
+
+NO_DEFAULT_ID = "mode-placeholder-without-default"
+
+
+def test_zero_debias_is_read_from_the_update_not_from_names(tmp_path):
+    """Two zero-started hand-written BN layers, 5 steps: ``pre_bn`` zero-debiased (its
+    ``pre_bn/moving_mean/biased`` ends like ``bn/moving_mean/biased``), ``bn`` not: only ``bn``
+    has the zero bias."""
+    def two_layers(h, training):
+        h = legacy_artefacts._hand_written(variance_init=0.0, zero_debias=True, scope="pre_bn")(h, training)
+        return legacy_artefacts._hand_written(variance_init=0.0, scope="bn")(h, training)
+    prefix = legacy_artefacts._train(str(tmp_path), (6,), two_layers, steps=5)
+    report = doctor.diagnose(prefix, run=False)
+    assert [(f["id"], f["layer"]) for f in report["findings"]] == [
+        ("ema-zero-bias", "bn"), (NO_DEFAULT_ID, "training")]
+
+
+def test_update_location_is_the_finders_on_the_whole_graph(tmp_path):
+    """tf_keras Sequential (Dense, BN, Dropout, Dense) called on a placeholder, model.updates
+    wired by control_dependencies into the train op: the doctor says what ``find`` says."""
+    import tf_keras as keras  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, 6], name="x")
+        labels = tf.placeholder(tf.int64, [None], name="labels")
+        model = keras.Sequential([keras.layers.Dense(8, input_shape=(6,)),
+                                  keras.layers.BatchNormalization(name="bn"),
+                                  keras.layers.Dropout(0.5), keras.layers.Dense(3)])
+        logits = model(x)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                             logits=logits))
+        with tf.control_dependencies(model.updates):
+            train_op = tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+        tf.add_to_collection(tf.GraphKeys.TRAIN_OP, train_op)
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    found = artefacts.load(prefix).find()
+    report = doctor.diagnose(prefix, run=False)
+    assert [b.update_location for b in found.bn_layers] == ["collection:train_op"]
+    assert [b["update_location"] for b in report["bn_layers"]] == ["collection:train_op"]
+    assert report["findings"] == []

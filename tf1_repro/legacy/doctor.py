@@ -20,7 +20,8 @@ frozen graph's Consts):
 * ``stats-not-finite`` / ``variance-not-positive``: NaN/inf in a statistic /
   a moving variance <= 0.
 * ``stats-trainable`` (warning): a moving statistic is in ``trainable_variables``.
-* ``ema-zero-bias`` (warning): both shadows start at 0 and are not debiased and
+* ``ema-zero-bias`` (warning): both shadows start at 0 and are not debiased (the
+  finder's ``zero_debias``, read from the update's structure) and
   ``global_step < 3 / (1 - decay)``: after k updates the shadow holds only a
   fraction ``1 - decay**k`` of the average (``1 - 0.9**30 = 0.958``).
 * ``mode-placeholder-without-default`` (info): a bool training ``Placeholder``.
@@ -28,9 +29,18 @@ frozen graph's Consts):
   statistics (a frozen ``FusedBatchNorm`` with ``is_training`` true, training
   fixed True); ``dropout-at-inference`` when a SavedModel or frozen graph has
   keep_prob a Const < 1 or rate a Const > 0.
+* In a serving artefact, the mode ``PlaceholderWithDefault``s a client leaves at
+  their default (a SavedModel's that are not among its signature's inputs; every
+  one in a frozen graph): keep_prob defaulting to != 1 or rate to != 0 ->
+  ``dropout-at-inference``; training (or the learning phase) defaulting to True ->
+  ``inference-batch-dependent``. One among the signature's inputs is the client's
+  to feed, and a learning phase defaulting to 0/False is prediction mode.
+* ``--feed`` values are checked (the tensor exists; its dtype and shape take the
+  value) whether or not anything runs.
 
-**Dynamic checks** (``run=True`` and a graph): the graph, without its gradient and
-optimizer ops, is imported into a ``tf.Graph`` of its own and every variable is
+**Dynamic checks** (``run=True`` and a graph): the graph is imported into a
+``tf.Graph`` of its own (the finder reads the same graph, gradients and train op
+included, so it reports what ``finder.find`` on the artefact does) and every variable is
 assigned its checkpoint value (``Artefact.restore``; a SavedModel's too, from
 ``variables/variables``, so none of the artefact's own restore, init or main ops
 run). Only
@@ -49,6 +59,15 @@ restored value before each run, three runs give:
    outputs differ -> ``inference-batch-dependent`` (skipped when 2 found
    randomness).
 
+A SavedModel's signature then runs the same three times as a serving client runs
+it: only the signature's inputs fed (its mode inputs with their prediction
+values), every other ``PlaceholderWithDefault`` at its default.
+
+A vanilla dropout's keep_prob ``Placeholder`` (``Findings.unbound_mode_inputs``:
+prediction multiplies by keep_prob's *training* value) is never fed 1.0: it is
+fed from ``feeds`` when given; otherwise the outputs that depend on it are not
+run, the BN layers' outputs that do not are run instead, and a note says why.
+
 Before anything runs, the subgraph of the outputs (and any function it calls)
 is searched for ops that touch files or run Python (``UNSAFE_OPS``, ``Save*``,
 ``Restore*``, readers, ``PrintV2`` to a file); if one is there the dynamic
@@ -56,7 +75,6 @@ checks are skipped and a note says which op. Nothing is written anywhere.
 """
 
 import dataclasses
-import json
 import os
 import re
 
@@ -79,7 +97,8 @@ FINDINGS = {
                                   "(False) or is_training=False), so prediction uses the moving "
                                   "statistics"),
     "dropout-at-inference": (ERROR, "feed keep_prob=1.0 (rate=0) at prediction, or export with "
-                             "tf.placeholder_with_default(1.0, []) instead of a Const"),
+                             "tf.placeholder_with_default(1.0, []) (rate 0.0) instead of a Const "
+                             "or a training default"),
     "stats-not-finite": (ERROR, "recompute the statistics from training data (python -m "
                          "tf1_repro recalibrate) and find where training diverged "
                          "(tf.debugging.check_numerics)"),
@@ -125,13 +144,19 @@ def settings(path, feeds=None, input_shapes=None, data=None, run=True):
     """
     if not isinstance(path, (str, os.PathLike)):
         raise DoctorError(f"{WHERE}: PATH must be a path, got {type(path).__name__}")
-    feeds = dict(feeds or {})
-    for name, value in feeds.items():
+    checked = {}
+    for name, value in dict(feeds or {}).items():
         if not isinstance(name, str) or not name:
             raise DoctorError(f"{WHERE}: --feed names must be tensor names, got {name!r}")
         if not isinstance(value, (bool, int, float, str, list, tuple, np.ndarray, np.generic)):
             raise DoctorError(f"{WHERE}: --feed {name} must be a bool or a number, got "
                               f"{type(value).__name__}")
+        if isinstance(value, str):  # the command line's syntax: true/false, a number, a JSON list
+            try:
+                value = graphs.parse_feed(f"{name}={value}")[1]
+            except ValueError as err:
+                raise DoctorError(f"{WHERE}: {err}") from None
+        checked[name] = value
     shapes = {}
     for name, shape in dict(input_shapes or {}).items():
         try:
@@ -147,7 +172,7 @@ def settings(path, feeds=None, input_shapes=None, data=None, run=True):
         data = load_data(str(data))
     elif data is not None and not isinstance(data, dict):
         raise DoctorError(f"{WHERE}: --data must be an .npz file or a dict, got {type(data).__name__}")
-    return Settings(os.fspath(path), feeds, shapes, dict(data or {}), bool(run))
+    return Settings(os.fspath(path), checked, shapes, dict(data or {}), bool(run))
 
 
 def load_data(path):
@@ -161,11 +186,13 @@ def load_data(path):
 
 
 def parse_feed(text):
-    """``NAME=VALUE`` -> (NAME, VALUE text); ValueError when malformed (for argparse)."""
-    name, sep, value = text.partition("=")
-    if not sep or not name or not value:
-        raise ValueError(f"must be NAME=VALUE, got {text!r}")
-    return name, value
+    """``NAME=VALUE`` -> (NAME, value) by ``graphs.parse_feed`` (true/false, a number or a JSON
+    list); ValueError when malformed, its message without the leading ``--feed`` (the command
+    line adds it). The value is typed by the placeholder's dtype later, with or without a run."""
+    try:
+        return graphs.parse_feed(text)
+    except ValueError as err:
+        raise ValueError(str(err).removeprefix("--feed").lstrip()) from None
 
 
 def parse_input_shape(text):
@@ -198,6 +225,7 @@ class _Artefact:
         self.collections = self.meta.collection_def if self.meta is not None else {}
         self._inputs = None
         self.graph = None  # the imported tf.Graph, once there is one
+        self.training_only = set()  # gradient ops and what depends on them (_import_graph)
 
     def value(self, name):
         """A variable's checkpoint value, or a Const's value; None when neither."""
@@ -305,12 +333,12 @@ def _layers(doc):
                            "moving_mean": found["moving_mean"],
                            "moving_variance": found["moving_variance"], "epsilon": None,
                            "decay": None, "mode": None, "update_location": None,
-                           "zero_initialised": found["naming"] == "article",
+                           "zero_initialised": found["naming"] == "article", "_zero_debias": None,
                            "_update_ops": [], "_stats_at_prediction": None, "_bn_ops": []})
         notes.append("no graph (.meta) with the checkpoint: BN layers found from variable names; "
                      "only the checks on values ran")
         return layers, [], None, notes
-    doc.graph, collections = _import_forward(doc)
+    doc.graph, collections = _import_graph(doc)
     result = finder.find(doc.graph, collections)
     layers = []
     for b in result.bn_layers:
@@ -319,7 +347,8 @@ def _layers(doc):
                        "moving_variance": b.moving_variance, "epsilon": b.epsilon,
                        "decay": b.decay, "mode": b.mode.to_dict() if b.mode else None,
                        "update_location": b.update_location,
-                       "zero_initialised": None, "_update_ops": list(b.update_ops),
+                       "zero_initialised": None, "_zero_debias": b.zero_debias,
+                       "_update_ops": list(b.update_ops),
                        "_stats_at_prediction": b.statistics_used_at_prediction,
                        "_bn_ops": list(b.bn_ops)})
     dropouts = [{"name": d.name, "kind": d.kind, "keep_prob": d.keep_prob,
@@ -328,14 +357,16 @@ def _layers(doc):
     return layers, dropouts, result, notes
 
 
-def _import_forward(doc):
-    """(tf.Graph, collections): the graph without its gradient and optimizer ops, imported.
+def _import_graph(doc):
+    """(tf.Graph, collections): the artefact's whole graph imported (devices cleared), with the
+    meta graph's node-list collections for the finder.
 
-    Prediction needs only the forward ops (and the finder walks about half the ops of a
-    training graph). Dropped: every node under a ``gradients/`` scope and everything that
-    depends on one (the apply ops, the train op); the update check reads the full GraphDef.
-    Devices are cleared; the meta graph's node-list collections are passed to the finder,
-    restricted to the nodes kept.
+    The finder sees the same graph and collections as ``finder.find`` on the artefact
+    (``python -m tf1_repro find``), so both report the same ``update_location``: an update
+    wired by ``control_dependencies`` into a train op that hangs below the gradients is in
+    ``collection:train_op`` only when the train op is there. ``doc.training_only`` holds the
+    gradient ops and everything below them (apply ops, the train op), which are never
+    prediction outputs and never run.
     """
     inputs = doc.inputs_of()
     dropped = {n for n in doc.nodes if _GRADIENTS.search(n + "/")}
@@ -350,23 +381,21 @@ def _import_forward(doc):
                 if c not in dropped:
                     dropped.add(c)
                     stack.append(c)
-    forward = tf.GraphDef()
-    forward.versions.CopyFrom(doc.graph_def.versions)
-    forward.library.CopyFrom(doc.graph_def.library)
-    for node in doc.graph_def.node:
-        if node.name not in dropped:
-            forward.node.add().CopyFrom(node)
-            forward.node[-1].device = ""
+    doc.training_only = dropped
+    graph_def = tf.GraphDef()
+    graph_def.CopyFrom(doc.graph_def)
+    for node in graph_def.node:
+        node.device = ""
     graph = tf.Graph()
     with graph.as_default():
         try:
-            tf.import_graph_def(forward, name="")
+            tf.import_graph_def(graph_def, name="")
         except (ValueError, TypeError, tf.errors.OpError) as err:
             raise DoctorError(f"{WHERE}: {doc.art.source}: the graph cannot be imported "
                               f"({str(err).splitlines()[0][:200]})") from None
     collections = {}
     for key in doc.collections:
-        names = [n for n in doc.collection_names(key) if n in doc.nodes and n not in dropped]
+        names = [n for n in doc.collection_names(key) if n in doc.nodes]
         if names and doc.collections[key].WhichOneof("kind") == "node_list":
             collections[key] = names
     return graph, collections
@@ -385,13 +414,6 @@ def _zero_initialised(doc, layer):
             return None
         starts.append(bool(np.all(np.asarray(value) == 0)))
     return all(starts)
-
-
-def _debiased(doc, layer):
-    names = set(doc.variables) | set(doc.nodes)
-    stats = [layer[r] for r in ("moving_mean", "moving_variance") if layer[r]]
-    # zero_debias=True makes S/biased and S/local_step beside shadow S (under the calling scope)
-    return any(n.endswith((f"{stat}/biased", f"{stat}/local_step")) for n in names for stat in stats)
 
 
 # ---- findings
@@ -446,7 +468,7 @@ def _graph_checks(doc, layer, global_step, trainable):
     decay = layer["decay"]
     if decay is not None and 0 < decay < 1 and global_step is not None and \
             global_step < 3 / (1 - decay) and _zero_initialised(doc, layer) and \
-            not _debiased(doc, layer):
+            not layer["_zero_debias"]:
         out.append(_finding(
             "ema-zero-bias", name,
             f"shadows start at 0, are not debiased, and global step {global_step} < "
@@ -537,6 +559,49 @@ def _serving_dropout_checks(doc, dropouts, fmt):
     return out
 
 
+def _serving_defaults(doc, fmt):
+    """The PlaceholderWithDefault nodes a serving client leaves at their default: in a
+    SavedModel those not among the signature's inputs, in a frozen graph every one."""
+    pwd = {n for n, node in doc.nodes.items() if node.op == "PlaceholderWithDefault"}
+    if fmt == "saved_model":
+        return pwd - {_node(t) for t in _signature_inputs(doc)}
+    return pwd if fmt == "frozen_graph" else set()
+
+
+def _serving_mode_checks(doc, result, layers, dropouts, fmt):
+    """A mode PlaceholderWithDefault a serving client leaves at a training default.
+
+    keep_prob defaulting to a value != 1 (rate != 0) -> ``dropout-at-inference``; training
+    (or Keras' learning phase) defaulting to True -> ``inference-batch-dependent`` (and
+    ``dropout-at-inference`` when a dropout switches on it). A keep_prob whose prediction value
+    the finder cannot tell (a vanilla dropout's) and inputs in the signature are left alone."""
+    left = _serving_defaults(doc, fmt)
+    out = []
+    for m in result.mode_inputs if result else []:
+        if m.op != "PlaceholderWithDefault" or m.name not in left or m.default is None or \
+                m.prediction_value is None:
+            continue
+        where = (f"{m.name} is placeholder_with_default({m.default!r}), "
+                 + ("not among the signature's inputs" if fmt == "saved_model" else
+                    "in a frozen graph") + ": every serving client that feeds only the inputs gets")
+        users = [d["name"] for d in dropouts
+                 if (d["keep_prob"] or {}).get("name") == m.name or (d["mode"] or {}).get("name") == m.name]
+        if m.role in ("keep_prob", "rate"):
+            training_value = float(m.default) != float(m.prediction_value)
+            if training_value:
+                out.append(_finding("dropout-at-inference", ", ".join(users) or m.name,
+                                    f"{where} dropout with {m.role} {float(m.default):g}"))
+        elif m.role in ("training", "learning_phase") and bool(m.default):
+            bn = [layer["name"] for layer in layers if (layer["mode"] or {}).get("name") == m.name]
+            if bn or not users:
+                out.append(_finding("inference-batch-dependent", ", ".join(bn) or m.name,
+                                    f"{where} the batch's statistics instead of the moving ones"))
+            if users:
+                out.append(_finding("dropout-at-inference", ", ".join(users),
+                                    f"{where} dropout switched on"))
+    return out
+
+
 # ---- the dynamic checks
 
 def _unsafe(doc, names):
@@ -547,12 +612,25 @@ def _unsafe(doc, names):
     return graphs.first_unsafe([doc.nodes[n] for n in names if n in doc.nodes], functions)
 
 
-def _signature_outputs(doc):
+def _signature(doc):
+    """The SignatureDef a serving client calls (``serving_default``, else the first), or None."""
     if doc.meta is None or not doc.meta.signature_def:
-        return []
+        return None
     key = "serving_default" if "serving_default" in doc.meta.signature_def else \
         sorted(doc.meta.signature_def)[0]
-    return sorted(t.name for t in doc.meta.signature_def[key].outputs.values())
+    return doc.meta.signature_def[key]
+
+
+def _signature_outputs(doc):
+    signature = _signature(doc)
+    return sorted(t.name for t in signature.outputs.values()) if signature is not None else []
+
+
+def _signature_inputs(doc):
+    """Tensor names a client feeds through the signature (``x:0``)."""
+    signature = _signature(doc)
+    return {t.name if ":" in t.name else f"{t.name}:0" for t in signature.inputs.values()} \
+        if signature is not None else set()
 
 
 def _prediction_outputs(graph, doc, layers, dropouts, mode_names):
@@ -560,8 +638,8 @@ def _prediction_outputs(graph, doc, layers, dropouts, mode_names):
     signature = _signature_outputs(doc)
     if signature:
         return signature
-    ops = graph.get_operations()
-    consumers = {}
+    ops = [op for op in graph.get_operations() if op.name not in doc.training_only]
+    consumers = {}  # forward consumers only: backprop reads every forward tensor
     for op in ops:
         for t in op.inputs:
             consumers.setdefault(t.op.name, []).append(op)
@@ -578,7 +656,7 @@ def _prediction_outputs(graph, doc, layers, dropouts, mode_names):
     others = [p for p in placeholders if p not in inputs]
     tainted = _descendant_names(others, consumers)
     region = _descendant_names(inputs, consumers) - tainted
-    region = {n for n in region if not _GRADIENTS.search(n + "/")}
+    region = {n for n in region if not _GRADIENTS.search(n + "/") and n not in doc.training_only}
     frontier, sinks = [], []
     for name in sorted(region):
         op = graph.get_operation_by_name(name)
@@ -638,26 +716,52 @@ def _descendant_names(ops, consumers):
 
 
 def _feed_value(tensor, value, where):
+    """``value`` (bool, number, list or array; text parsed by ``graphs.parse_feed``) typed by
+    the tensor's dtype: a bool tensor takes true/false (or 0/1), a number tensor takes numbers
+    (not true/false), an integer tensor whole numbers; the shape must fit the tensor's.
+    DoctorError naming the feed otherwise (checked whether or not anything runs)."""
     dtype = tensor.dtype.base_dtype
-    if isinstance(value, str) and value.strip().startswith("["):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise DoctorError(f"{WHERE}: --feed {where} must be a number, true/false or a JSON "
-                              f"list, got {value!r}") from None
     if isinstance(value, str):
-        text = value.strip().lower()
-        if dtype.is_bool:
-            if text not in ("true", "false", "1", "0"):
-                raise DoctorError(f"{WHERE}: --feed {where} must be true or false for a bool "
-                                  f"tensor, got {value!r}")
-            return text in ("true", "1")
         try:
-            value = float(text)
-        except ValueError:
+            value = graphs.parse_feed(f"{where}={value}")[1]
+        except ValueError as err:
+            raise DoctorError(f"{WHERE}: {err}") from None
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise DoctorError(f"{WHERE}: --feed {where} must be true, false, a number or a JSON list "
+                          f"of them, got {value!r}")
+    shown = array.tolist()
+    if dtype.is_bool:
+        if array.dtype.kind != "b" and not np.all(np.isin(array, (0, 1))):
+            raise DoctorError(f"{WHERE}: --feed {where} must be true or false for a bool tensor, "
+                              f"got {shown!r}")
+    elif dtype.is_floating or dtype.is_integer:
+        if array.dtype.kind == "b":
             raise DoctorError(f"{WHERE}: --feed {where} must be a number for a {dtype.name} "
-                              f"tensor, got {value!r}") from None
-    return np.asarray(value, dtype=dtype.as_numpy_dtype)
+                              f"tensor, got {shown!r}")
+        if dtype.is_integer and np.any(array != np.round(array)):
+            raise DoctorError(f"{WHERE}: --feed {where} must be a whole number for a {dtype.name} "
+                              f"tensor, got {shown!r}")
+    else:
+        raise DoctorError(f"{WHERE}: --feed {where}: a {dtype.name} tensor cannot be fed from the "
+                          "command line")
+    if not tensor.shape.is_compatible_with(array.shape):
+        raise DoctorError(f"{WHERE}: --feed {where} must have shape {tensor.shape.as_list()}, "
+                          f"got {list(array.shape)}")
+    return array.astype(dtype.as_numpy_dtype)
+
+
+def _resolve_feeds(doc, s):
+    """``{tensor: typed value}`` of ``--feed`` in the artefact's graph; DoctorError for a name
+    that is not a tensor or a value its dtype or shape refuses (the same with ``--no-run``)."""
+    if s.feeds and doc.graph is None:
+        raise DoctorError(f"{WHERE}: --feed {sorted(s.feeds)[0]}: {doc.art.source} has no graph "
+                          "(a checkpoint without its .meta) to feed")
+    feeds = {}
+    for name, value in s.feeds.items():
+        t = _tensor(doc.graph, name, "--feed", doc.art.source)
+        feeds[t] = _feed_value(t, value, name)
+    return feeds
 
 
 def _tensor(graph, name, what, source):
@@ -775,24 +879,35 @@ def _variable_of(op, depth=0):
     return None
 
 
-def _dynamic(doc, s, layers, dropouts, result, report):
-    """The three runs' findings; [] with a note when they cannot or must not run."""
+def _dynamic(doc, s, layers, dropouts, result, report, given):
+    """The three runs' findings (and, for a SavedModel, the same runs as a serving client);
+    [] with a note when they cannot or must not run. ``given``: the typed ``--feed`` values."""
     notes = report["notes"]
     if doc.art.checkpoint is None and any(n.op in finder.VARIABLE_OPS for n in doc.nodes.values()):
         notes.append("not run: the graph has variables but no checkpoint beside it (no values)")
         return []
-    plan = _plan(doc, s, layers, dropouts, result, notes)
+    plan = _plan(doc, s, layers, dropouts, result, notes, given)
     if plan is None:
         return []
     outputs, needed, feeds, batch = plan
     graph = doc.graph
     report["outputs"], report["inputs"] = outputs, sorted(t.name for t in batch)
     report["feeds"] = {t.name: np.asarray(v).tolist() for t, v in feeds.items()}
+    client = _client_feeds(doc, feeds, batch, notes)
     sess = _open(doc)
     try:
         state = _State(graph, sess, needed)
-        return _three_runs(sess, [graph.get_tensor_by_name(n) for n in outputs], feeds, batch,
-                           state, layers, outputs, notes)
+        fetch = [graph.get_tensor_by_name(n) for n in outputs]
+        found = _three_runs(sess, fetch, feeds, batch, state, layers, outputs, notes,
+                            "with the prediction feeds")
+        if client is not None:
+            client_feeds, client_batch, left = client
+            have = {(f["id"], f["layer"]) for f in found}
+            found += [f for f in _three_runs(
+                sess, fetch, client_feeds, client_batch, state, layers, outputs, [],
+                f"as a serving client runs the signature (only its inputs fed; {left} left at "
+                "their defaults)") if (f["id"], f["layer"]) not in have]
+        return found
     except ValueError as err:  # a fed value TensorFlow refuses (shape or dtype)
         raise DoctorError(f"{WHERE}: {doc.art.source}: the inputs do not fit "
                           f"({str(err).splitlines()[0][:200]}); check --data, --input-shape "
@@ -806,15 +921,75 @@ def _dynamic(doc, s, layers, dropouts, result, report):
         sess.close()
 
 
-def _plan(doc, s, layers, dropouts, result, notes):
+def _client_feeds(doc, feeds, batch, notes):
+    """(feeds, batch, names left at their default) for running a SavedModel's signature as a
+    client does: only the signature's inputs fed (its mode inputs with the prediction values),
+    every PlaceholderWithDefault outside them at its default. None when that is the run
+    already made, or when the signature cannot run (a Placeholder outside its inputs)."""
+    if doc.art.format != "saved_model":
+        return None
+    signature = _signature_inputs(doc)
+    if not signature:
+        return None
+    left = sorted(t.op.name for t in feeds if t.name not in signature)
+    if not left:
+        return None
+    outside = sorted(t.op.name for t in list(feeds) + list(batch)
+                     if t.name not in signature and t.op.type == "Placeholder")
+    if outside:
+        notes.append(f"the signature was not run as a serving client: it needs {outside[0]}, "
+                     "which is not among its inputs")
+        return None
+    notes.append(f"the signature also ran as a serving client runs it: only its inputs fed, "
+                 f"{', '.join(left)} left at their defaults")
+    return ({t: v for t, v in feeds.items() if t.name in signature},
+            {t: v for t, v in batch.items() if t.name in signature}, ", ".join(left))
+
+
+def _plan(doc, s, layers, dropouts, result, notes, given):
     """(outputs, needed op names, feeds, random batch) from the graph alone (nothing runs);
-    None with a note when there is nothing safe to run."""
+    None with a note when there is nothing safe to run.
+
+    A mode input the finder leaves unbound (a vanilla dropout's keep_prob Placeholder:
+    prediction multiplies by its *training* value, which the graph does not hold) is never
+    given 1.0: it is fed from ``--feed`` when given; otherwise the outputs that depend on it
+    are not run, and the BN layers' outputs that do not are run in their place (the BN checks),
+    with a note saying why."""
     graph = doc.graph
     mode_names = {m.name for m in result.mode_inputs} if result else set()
     outputs = _prediction_outputs(graph, doc, layers, dropouts, mode_names)
     if not outputs:
         notes.append("not run: no prediction output found")
         return None
+    unbound = result.unbound_mode_inputs() if result is not None and \
+        hasattr(result, "unbound_mode_inputs") else []
+    for m in unbound:
+        fed = [v for t, v in given.items() if t.op.name == m.name]
+        if fed:
+            value = np.asarray(fed[0])
+            shown = f"{value.item():g}" if value.size == 1 else value.tolist()
+            notes.append(f"{m.name} fed {shown} from --feed: a vanilla "
+                         "dropout's prediction multiplies by keep_prob's training value")
+        elif m.op == "PlaceholderWithDefault":
+            notes.append(f"{m.name} left at its default {m.default!r}: a vanilla dropout's "
+                         "prediction multiplies by keep_prob's training value (--feed overrides it)")
+    missing = {m.name for m in unbound if m.op == "Placeholder"} - {t.op.name for t in given}
+    if missing:
+        depends = [n for n in outputs if missing & _ancestor_ops(graph.get_tensor_by_name(n).op)]
+        bn_outputs = [layer["output"] for layer in layers if layer["output"] and not (
+            missing & _ancestor_ops(graph.get_tensor_by_name(layer["output"]).op)) and
+            not _in_cond_branch(graph.get_tensor_by_name(layer["output"]).op)]
+        outputs = [n for n in outputs if n not in depends]
+        outputs += [n for n in bn_outputs if n not in outputs]
+        names = ", ".join(sorted(missing))
+        why = (f"{names} is the keep_prob of a vanilla dropout: prediction multiplies by its "
+               f"training value, which the graph does not hold (give it with --feed "
+               f"{sorted(missing)[0]}=VALUE; 1.0 would be wrong)")
+        if not outputs:
+            notes.append(f"not run: {why}")
+            return None
+        notes.append(f"the dropout-dependent outputs ({', '.join(depends)}) were not run, and "
+                     f"the checks ran on {', '.join(outputs)}: {why}")
     needed = set()
     for name in outputs:
         needed |= _ancestor_ops(graph.get_tensor_by_name(name).op)
@@ -825,9 +1000,7 @@ def _plan(doc, s, layers, dropouts, result, notes):
         return None
     feeds = {graph.get_tensor_by_name(k): v for k, v in
              (result.prediction_feeds().items() if result else []) if _node(k) in needed}
-    for name, value in s.feeds.items():
-        t = _tensor(graph, name, "--feed", doc.art.source)
-        feeds[t] = _feed_value(t, value, name)
+    feeds.update(given)
     inputs = [graph.get_operation_by_name(n).outputs[0] for n in sorted(needed)
               if graph.get_operation_by_name(n).type == "Placeholder"]
     inputs = [t for t in inputs if t not in feeds]
@@ -861,9 +1034,10 @@ def _given(t, s):
     return t.op.name in s.input_shapes or t.name in s.data or t.op.name in s.data
 
 
-def _three_runs(sess, fetch, feeds, batch, state, layers, outputs, notes):
+def _three_runs(sess, fetch, feeds, batch, state, layers, outputs, notes, how):
     """Findings of the three runs (see the module docstring); state is reset after each."""
     out = []
+    state.reset()
     stat_names = {layer[r]: layer["name"] for layer in layers
                   for r in ("moving_mean", "moving_variance") if layer[r]}
     first = sess.run(fetch, {**feeds, **batch})
@@ -882,8 +1056,7 @@ def _three_runs(sess, fetch, feeds, batch, state, layers, outputs, notes):
     differ = [name for name, a, b in zip(outputs, first, second) if not _same(a, b)]
     if differ:
         out.append(_finding("dropout-at-inference", None,
-                            f"the same input twice gives different {', '.join(differ)} with the "
-                            "prediction feeds"))
+                            f"the same input twice gives different {', '.join(differ)} {how}"))
         state.reset()
         return out
     state.reset()
@@ -898,7 +1071,7 @@ def _three_runs(sess, fetch, feeds, batch, state, layers, outputs, notes):
     if dependent:
         out.append(_finding("inference-batch-dependent", None,
                             f"sample 0's {', '.join(dependent)} changes when the rest of its batch "
-                            "changes, with the prediction feeds"))
+                            f"changes, {how}"))
     return out
 
 
@@ -922,6 +1095,7 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
     except artefacts.ArtefactError as err:
         raise DoctorError(f"{WHERE}: {err}") from None
     layers, dropouts, result, notes = _layers(doc)
+    given = _resolve_feeds(doc, s)  # checked the same with and without a run
     report = {"source": art.source, "format": art.format, "bn_layers": [], "dropouts": [],
               "findings": [], "healthy": True, "ran": False, "notes": notes}
     global_step = doc.global_step()
@@ -934,8 +1108,9 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
         findings += _update_checks(doc, layers)
         findings += _mode_checks(result)
         findings += _serving_dropout_checks(doc, dropouts, art.format)
+        findings += _serving_mode_checks(doc, result, layers, dropouts, art.format)
     if s.run and doc.graph_def is not None:
-        dynamic = _dynamic(doc, s, layers, dropouts, result, report)
+        dynamic = _dynamic(doc, s, layers, dropouts, result, report, given)
         report["ran"] = "outputs" in report and not any(n.startswith("not run") for n in notes)
         findings += _merge(findings, dynamic)
     elif not s.run:
