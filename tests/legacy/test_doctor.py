@@ -419,3 +419,17 @@ def test_update_location_is_the_finders_on_the_whole_graph(tmp_path):
     assert [b.update_location for b in found.bn_layers] == ["collection:train_op"]
     assert [b["update_location"] for b in report["bn_layers"]] == ["collection:train_op"]
     assert report["findings"] == []
+
+
+@pytest.mark.parametrize("default,expected", [(0.5, {"dropout-at-inference"}), (1.0, set())])
+def test_frozen_keep_prob_default_is_what_clients_get(tmp_path, default, expected):
+    """Every PlaceholderWithDefault of a frozen graph stays at its default for a client."""
+    def build():
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        keep_prob = tf.placeholder_with_default(default, [], name="keep_prob")
+        tf.identity(tf.nn.dropout(x * 2.0, keep_prob=keep_prob), name="out")
+    report = doctor.diagnose(_frozen(tmp_path / "frozen.pb", build))
+    assert {f["id"] for f in report["findings"]} == expected and report["ran"] is True
+    if expected:
+        assert report["findings"][0]["message"].startswith(
+            "keep_prob is placeholder_with_default(0.5), in a frozen graph: every serving client")
