@@ -425,3 +425,26 @@ def test_renorm_decay_schedule_and_shared_layer_notes(tmp_path):
     assert any(n.startswith("the variables are shared by 2 calls (inputs MatMul:0, MatMul_1:0): "
                             "one Keras 3 layer serves them all; verified on each call's own "
                             "input and output") for n in shared["notes"])
+
+
+def _vanilla_dropout_then_bn(xs, training):
+    keep_prob = tf.placeholder_with_default(0.8, [], name="keep_prob")
+    h = lb.dropout_vanilla(xs["x"], keep_prob, training)
+    return tf.layers.batch_normalization(h, training=training, name="bn")
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`tf.layers")
+def test_vanilla_dropout_keep_prob_must_come_from_data(tmp_path, capsys):
+    prefix, _ = _save(tmp_path, _vanilla_dropout_then_bn, {"x": [None, 4]})
+    code, err = _cli(capsys, prefix, "--to", "keras3", "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1
+    head, _, tail = err.partition(" before the BN layers ")  # the dropout's name is the finder's
+    assert head.startswith("python -m tf1_repro migrate: --data must give placeholder 'keep_prob', "
+                           "the keep_prob of vanilla dropout ")
+    assert tail == ("(prediction multiplies by keep_prob, so it needs the value it trained with, "
+                    "which the graph does not hold), got no --data\n")
+    assert not os.path.exists(tmp_path / "out")
+    np.savez(tmp_path / "data.npz", keep_prob=np.float32(0.8))
+    report = migrate.migrate(prefix, out=str(tmp_path / "out"), data=str(tmp_path / "data.npz"))
+    assert report["ok"] and report["layers"][0]["relative_diff"] <= 1e-5

@@ -20,7 +20,9 @@
    ``BatchNormalization(axis=channel_axis)`` otherwise; ``compare-keras3`` measures that both
    reproduce their TF1 layer) and fed the inputs the TF1 layer gets in prediction mode: from
    ``--data``, or random inputs pushed through the user's graph (restored, prediction feeds;
-   every call of a layer shared by several calls, each against its own output). A layer the
+   every call of a layer shared by several calls, each against its own output; a vanilla
+   dropout's keep_prob before a layer has no prediction value in the graph and must be an
+   array in ``--data``, else the command refuses). A layer the
    finder missed is checked against the graph's own ``{layer}/batchnorm/add_1`` output when
    there is exactly one (so an assumed epsilon that is wrong fails); otherwise, and without a
    graph, the check is only a self-check: random inputs at the layer's moving statistics fed
@@ -315,11 +317,20 @@ def _load_data(path):
 # ---- TF1 side of the verification ------------------------------------------------------
 
 def _graph_feeds(graph, findings, data, seed):
-    """Prediction feeds: the finder's mode inputs, ``--data`` arrays by placeholder name, random
-    normal values for the other float placeholders."""
+    """``(feeds, placeholder names, unbound)``: the finder's prediction feeds, ``--data`` arrays by
+    placeholder name (a mode input too), random normal values for the other float placeholders;
+    ``unbound`` ({name: what}) are mode inputs with no prediction value that ``--data`` does
+    not give: a vanilla dropout's keep_prob, whose prediction value is its training value."""
     feeds = dict(findings.prediction_feeds())
+    drops = {(d.keep_prob or {}).get("name"): d.name for d in findings.dropouts}
+    unbound = {m.name: f"vanilla dropout {drops[m.name]}" if m.name in drops else f"{m.role} input"
+               for m in findings.unbound_mode_inputs()}
     mode_names = {m.name for m in findings.mode_inputs}
     rng = np.random.default_rng(seed)
+    for name in list(unbound):
+        if data is not None and (name in data or f"{name}:0" in data):
+            feeds[f"{name}:0"] = data.get(name, data.get(f"{name}:0"))
+            del unbound[name]
     placeholders = [op for op in graph.get_operations()
                     if op.type == "Placeholder" and op.name not in mode_names]
     for op in placeholders:
@@ -334,7 +345,13 @@ def _graph_feeds(graph, findings, data, seed):
         if tensor.dtype.is_floating and tensor.shape.rank is not None:
             shape = [RANDOM_BATCH if d is None else d for d in tensor.shape.as_list()]
             feeds[tensor.name] = rng.standard_normal(shape).astype(tensor.dtype.as_numpy_dtype)
-    return feeds, [p.name for p in placeholders]
+    return feeds, [p.name for p in placeholders], unbound
+
+
+def _unbound_above(graph, unbound, tensors):
+    """The first unbound mode input the tensors depend on, as ``(name, what)``, or None."""
+    above = {op.name for op in graphs.ancestors([graph.get_tensor_by_name(t).op for t in tensors])}
+    return next(((n, w) for n, w in sorted(unbound.items()) if n in above), None)
 
 
 def _named_output(graph, name):
@@ -370,13 +387,20 @@ def _graph_inputs(art, layers, findings, data, seed):
         return {}, "the user's graph could not be opened"
     io = {}
     try:
-        feeds, placeholders = _graph_feeds(graph, findings, data, seed)
+        feeds, placeholders, unbound = _graph_feeds(graph, findings, data, seed)
         fetches = {layer["name"]: [tuple(c) for c in layer["call_sites"]] for layer in layers
                    if layer["found_by"] == "graph"}
         tensors = [t for calls in fetches.values() for pair in calls for t in pair]
         unsafe = graphs.unsafe_to_run(graph, tensors) if tensors else None
         if unsafe:
             raise MigrateError(f"migrate: {graphs.refusal(unsafe, 'the BN layers')}")
+        needed = _unbound_above(graph, unbound, tensors)
+        if needed:
+            raise MigrateError(
+                f"migrate: --data must give placeholder {needed[0]!r}, the keep_prob of "
+                f"{needed[1]} before the BN layers (prediction multiplies by keep_prob, so it "
+                f"needs the value it trained with, which the graph does not hold), got "
+                f"{'no --data' if data is None else 'no array ' + repr(needed[0]) + ' in --data'}")
         try:
             values = sess.run(fetches, feeds) if fetches else {}
         except (tf.errors.OpError, ValueError, KeyError) as err:
@@ -392,6 +416,12 @@ def _graph_inputs(art, layers, findings, data, seed):
             if pair is None:
                 layer["notes"].append(f"no {layer['name']}/batchnorm/add_1 output found in the "
                                       f"graph: the check is only a self-check")
+                continue
+            needed = _unbound_above(graph, unbound, pair)
+            if needed:
+                layer["notes"].append(f"the graph's output {pair[1]} is not run: it needs "
+                                      f"placeholder {needed[0]!r} ({needed[1]}) in --data: the "
+                                      f"check is only a self-check")
                 continue
             if graphs.unsafe_to_run(graph, list(pair)):
                 layer["notes"].append(f"the graph's output {pair[1]} is not run (file/IO/Python ops "
