@@ -475,3 +475,25 @@ def test_restore_assigns_added_by_artefacts_are_not_updates(tmp_path):
     assert (restored.gamma, restored.beta) == (live.gamma, live.beta) == (
         "batch_normalization/gamma", "batch_normalization/beta")
     assert restored.update_ops == live.update_ops
+
+
+def test_pow_minus_half_and_a_decay_schedule():
+    """``(var + eps) ** -0.5`` normalises like rsqrt; ``ExponentialMovingAverage(0.99,
+    num_updates=step)`` decays by min(0.99, (1 + step) / (10 + step)): decay None, cap 0.99."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.variable_scope("bn"):
+        x = tf.placeholder(tf.float32, [None, 3], name="x")
+        training = tf.placeholder(tf.bool, [], name="training")
+        step = tf.train.get_or_create_global_step()
+        mean, var = tf.nn.moments(x, [0])
+        ema = tf.train.ExponentialMovingAverage(0.99, num_updates=step)
+
+        def train():
+            with tf.control_dependencies([ema.apply([mean, var])]):
+                return tf.identity(mean), tf.identity(var)
+        m, v = tf.cond(training, train, lambda: (ema.average(mean), ema.average(var)))
+        y = (x - m) * tf.pow(v + 1e-3, -0.5)
+    (layer,) = finder.find(graph).bn_layers
+    assert layer.output == y.name and layer.epsilon == pytest.approx(1e-3)
+    assert (layer.decay, layer.decay_cap) == (None, pytest.approx(0.99))
+    assert any("schedule" in note for note in layer.notes)

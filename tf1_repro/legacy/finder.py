@@ -115,6 +115,7 @@ class BNLayer:
     moving_variance: str = None
     epsilon: float = None
     decay: float = None
+    decay_cap: float = None
     update_ops: list = dataclasses.field(default_factory=list)
     update_location: str = None
     updates_at_prediction: bool = None
@@ -262,6 +263,7 @@ class _Finder:
         self.notes = []
         self.modes = {}
         self.debiased = set()
+        self.decay_caps = {}
 
     # ---- graph helpers
 
@@ -550,11 +552,23 @@ class _Finder:
             return dict(op=op, kind="global_normalization", x=t, y=op.outputs[0],
                         eps=float(op.get_attr("variance_epsilon")), scale=self.trace(gamma) if scaled else [],
                         offset=self.trace(beta), mean=self.trace(m), var=self.trace(v), batch=False)
-        if op.type in ("Rsqrt", "Sqrt") and op.inputs[0].op.type in ("Add", "AddV2"):
+        if op.type in ("Rsqrt", "Sqrt", "Pow") and op.inputs[0].op.type in ("Add", "AddV2"):
             return self._rsqrt_unit(op)
         return None
 
+    def _root_kind(self, op):
+        """``Rsqrt`` for rsqrt and ``pow(., -0.5)``, ``Sqrt`` for sqrt and ``pow(., 0.5)``."""
+        if op.type != "Pow":
+            return op.type
+        exponent = self.const_value(op.inputs[1])
+        if exponent is None or np.size(exponent) != 1:
+            return None
+        return {-0.5: "Rsqrt", 0.5: "Sqrt"}.get(float(np.ravel(exponent)[0]))
+
     def _rsqrt_unit(self, root):
+        kind = self._root_kind(root)
+        if kind is None:
+            return None
         add = root.inputs[0].op
         eps, var = None, None
         for i in (0, 1):
@@ -566,7 +580,7 @@ class _Finder:
         inv, gamma = root.outputs[0], None
         cons = self.consumers.get(root.name, [])
         # tf.nn.batch_normalization: inv = rsqrt * gamma, then x*inv and mean*inv
-        if root.type == "Rsqrt" and len(cons) == 1 and cons[0].type == "Mul":
+        if kind == "Rsqrt" and len(cons) == 1 and cons[0].type == "Mul":
             other = self._other(cons[0], inv)
             if not self._is_centred(other) and self._stat_like(other):
                 gamma, inv = other, cons[0].outputs[0]
@@ -574,7 +588,7 @@ class _Finder:
         muls = [u for u in users if u.type == "Mul"]
         x = mean = y = None
         offset, rescaled = None, 0
-        if root.type == "Rsqrt" and len(muls) == 2:
+        if kind == "Rsqrt" and len(muls) == 2:
             tails = {}
             for m in muls:
                 nxt = self.consumers.get(m.name, [])
@@ -597,7 +611,7 @@ class _Finder:
         if x is None:
             # (x - mean) * rsqrt(var + eps) or (x - mean) / sqrt(var + eps), then * gamma + beta
             for u in users:
-                if (root.type == "Rsqrt" and u.type == "Mul") or (root.type == "Sqrt" and u.type in ("RealDiv", "Div")
+                if (kind == "Rsqrt" and u.type == "Mul") or (kind == "Sqrt" and u.type in ("RealDiv", "Div")
                                                                    and u.inputs[1].name == inv.name):
                     centred = self._other(u, inv) if u.type == "Mul" else u.inputs[0]
                     if centred.op.type == "Mul" and not self._is_centred(centred):
@@ -844,6 +858,7 @@ class _Finder:
                        moving_mean=moving_mean, moving_variance=moving_var, epsilon=eps,
                        decay=upd["decay"], update_ops=upd["ops"], update_location=upd["location"],
                        updates_at_prediction=upd["at_prediction"], zero_debias=upd["zero_debias"],
+                       decay_cap=upd.get("decay_cap"),
                        mode=mode, statistics_used_at_prediction=used,
                        variance_estimator=upd["estimator"],
                        stat_shape=shape, channel_axis=self._channel_axis(units, x),
@@ -871,7 +886,7 @@ class _Finder:
                 return 1 if fmt.startswith("NC") else -1
         rank = x.shape.rank
         for u in units:
-            if u["op"].type in ("Rsqrt", "Sqrt"):
+            if u["op"].type in ("Rsqrt", "Sqrt", "Pow"):
                 try:
                     dims = u["op"].outputs[0].shape.as_list()
                 except ValueError:
@@ -1090,8 +1105,15 @@ class _Finder:
             if any(abs(d - decays[0]) > 1e-6 for d in decays):
                 info["notes"].append(f"the statistics use different decays {sorted(set(decays))}")
         elif writes:
-            info["notes"].append("the update ops do not show a constant decay (a tensor or a "
-                                 "schedule): decay unknown")
+            caps = sorted({self.decay_caps[stat] for stat, _ in writes if stat in self.decay_caps})
+            if caps:
+                info["decay_cap"] = caps[-1]
+                info["notes"].append(f"the decay is a schedule, min({caps[-1]:g}, (1 + step) / "
+                                     f"(10 + step)) (ExponentialMovingAverage with num_updates): "
+                                     f"decay reports None, decay_cap {caps[-1]:g}")
+            else:
+                info["notes"].append("the update ops do not show a constant decay (a tensor or a "
+                                     "schedule): decay unknown")
         info["zero_debias"] = bool(self.debiased & set(stats)) if decays else None
         info.update(ops=[w.name for _, w in writes], location=location, at_prediction=at_prediction)
         return info
@@ -1156,6 +1178,9 @@ class _Finder:
                     return d, v
         if write.type in ("AssignSub", "AssignSubVariableOp") and value.op.type == "Mul":
             for i in (0, 1):
+                cap = self._schedule_cap(value.op.inputs[i])
+                if cap is not None:
+                    self.decay_caps[stat] = cap
                 factor = self.const_value(value.op.inputs[i])
                 diff = value.op.inputs[1 - i]
                 if factor is not None and np.size(factor) == 1 and diff.op.type == "Sub":
@@ -1182,6 +1207,25 @@ class _Finder:
         if write.type in ("Assign", "AssignVariableOp"):
             return None, value
         return None, None
+
+    def _schedule_cap(self, factor):
+        """The cap of an ``ExponentialMovingAverage(decay, num_updates=step)`` schedule, whose
+        factor is ``1 - min(decay, (1 + step) / (10 + step))``; else None."""
+        op = factor.op
+        while op.type in ("Identity", "Cast", "Switch") and op.inputs:
+            op = op.inputs[0].op
+        if op.type != "Sub" or self.const_value(op.inputs[0]) is None:
+            return None
+        inner = op.inputs[1].op
+        while inner.type in ("Identity", "Cast", "Switch") and inner.inputs:
+            inner = inner.inputs[0].op
+        if inner.type != "Minimum":
+            return None
+        for t in inner.inputs:
+            value = self.const_value(t)
+            if value is not None and np.size(value) == 1:
+                return float(np.ravel(value)[0])
+        return None
 
     def _ops_above(self, op, depth):
         """``op`` and its data ancestors up to ``depth`` steps."""
