@@ -332,7 +332,8 @@ def test_nchw_layers_are_built_on_the_channel_axis(broadcast):
 
 
 def _not_understood(xs, training):
-    """tf.layers names, but var ** -0.5 instead of rsqrt: the finder finds no layer. ``bn``
+    """tf.layers names, but 1 / sqrt(var + eps) through tf.math.reciprocal instead of rsqrt: the
+    finder finds no layer. ``bn``
     keeps tf.nn.batch_normalization's op names (bn/batchnorm/add_1), ``bn2`` does not."""
     outs = []
     for name, scope in (("bn", "batchnorm"), ("bn2", "norm")):
@@ -349,7 +350,7 @@ def _not_understood(xs, training):
             m, v = tf.cond(training, lambda: (tf.identity(mean), tf.identity(var)),
                            lambda: (tf.identity(mm), tf.identity(mv)))
             with tf.name_scope(scope):
-                inv = tf.pow(v + 1e-3, -0.5) * gamma
+                inv = tf.math.reciprocal(tf.sqrt(v + 1e-3)) * gamma
                 outs.append(x * inv + (-m * inv))
     return outs
 
