@@ -467,8 +467,9 @@ def test_help_names_frozen_graphs_and_quiet():
 
 @pytest.fixture(scope="module")
 def sequence_checkpoint(tmp_path_factory):
-    """x [None, 7, 4] -> dense -> tf.layers BN -> conv1d -> BN -> mean -> dense: converts to
-    TFLite, but the interpreter cannot resize it to batch 16 (XNNPack fails to reshape)."""
+    """x [None, 7, 4] -> dense -> tf.layers BN -> conv1d -> BN -> mean -> dense: with the batch
+    fixed to 1 at conversion, the dense layer's reshape bakes it in and the interpreter cannot
+    resize to batch 16 (XNNPack fails to reshape); with a dynamic batch it runs."""
     from tf_keras.src.legacy_tf_layers import convolutional, core  # pylint: disable=import-outside-toplevel
     from tf1_repro.legacy.implementations import tf_layers_batch_normalization
     folder = tmp_path_factory.mktemp("sequence")
@@ -486,8 +487,18 @@ def sequence_checkpoint(tmp_path_factory):
     return str(folder / "m.ckpt")
 
 
+def test_a_sequence_model_converts_to_tflite_with_a_dynamic_batch(sequence_checkpoint, tmp_path):
+    report = inf.to_inference(sequence_checkpoint, ["y"], str(tmp_path / "o"),
+                              formats=["frozen", "tflite"], latency_runs=0)
+    tflite = report["artefacts"]["tflite"]
+    assert tflite["error"] is None and tflite["max_abs_diff"] <= 1e-4, tflite
+    assert tflite["batch_independent"] and report["ok"]
+
+
 def test_an_artefact_that_cannot_run_is_reported_and_not_written(sequence_checkpoint, tmp_path,
-                                                                   capsys):
+                                                                   capsys, monkeypatch):
+    # the converter's fallback (batch fixed to 1) gives a model the interpreter cannot resize
+    monkeypatch.setattr(formats, "TFLITE_BATCHES", (1,))
     out = tmp_path / "o"
     report = inf.to_inference(sequence_checkpoint, ["y"], str(out), formats=["frozen", "tflite"],
                               latency_runs=0)
@@ -600,7 +611,7 @@ def test_channels_first_bn_is_kept_for_its_true_reason(kind, tmp_path):
     report = inf.to_inference(str(path), ["y"], str(tmp_path / "o"), formats=["frozen"],
                               latency_runs=0)
     assert [(b["folded"], b["reason"]) for b in report["bn_layers"]] == [(False, inf.CHANNELS_FIRST)]
-    assert inf.CHANNELS_FIRST.startswith("channels-first layout (NCHW")
+    assert inf.CHANNELS_FIRST.startswith("channels-first layout (statistics along axis 1")
     assert report["ok"] and report["training_ops_left"] == []
     if kind == "fused":  # kept as it is: a prediction op, not a training-only one
         assert report["ops_after"]["FusedBatchNormV3"] == 1

@@ -124,20 +124,30 @@ def write_onnx(graph_def, inputs, outputs, path, opset=ONNX_OPSET):
     return path
 
 
+TFLITE_BATCHES = (None, 1)  # the batch dimension tried in turn: dynamic, else fixed to 1
+
+
 def write_tflite(graph_def, inputs, outputs, input_shapes, path):
-    """TFLite (builtin ops, float32) from the frozen graph; batch dimension written as 1."""
+    """TFLite (builtin ops, float32) from the frozen graph, with a dynamic batch dimension (a
+    batch fixed to 1 would be baked into reshapes, e.g. a Dense layer on a sequence); a batch of 1
+    only when the converter refuses a dynamic one."""
     if not hasattr(tf, "lite"):
         raise FormatUnavailable(INSTALL_HINT["tflite"])
     with tempfile.TemporaryDirectory() as tmp:
         frozen = write_frozen(graph_def, os.path.join(tmp, "frozen.pb"))
-        shapes = {_node(i): [1] + [int(d) for d in input_shapes[i][1:]] for i in inputs}
-        converter = tf.lite.TFLiteConverter.from_frozen_graph(
-            frozen, [_node(i) for i in inputs], [_node(o) for o in outputs], input_shapes=shapes)
-        try:
-            with _captured_stderr():
-                model = converter.convert()
-        except Exception as err:  # pylint: disable=broad-except
-            reason, unsupported = _tflite_reason(str(err))
+        model, error = None, None
+        for batch in TFLITE_BATCHES:
+            shapes = {_node(i): [batch] + [int(d) for d in input_shapes[i][1:]] for i in inputs}
+            converter = tf.lite.TFLiteConverter.from_frozen_graph(
+                frozen, [_node(i) for i in inputs], [_node(o) for o in outputs], input_shapes=shapes)
+            try:
+                with _captured_stderr():
+                    model = converter.convert()
+                break
+            except Exception as err:  # pylint: disable=broad-except
+                error = err
+        if model is None:
+            reason, unsupported = _tflite_reason(str(error))
             raise (UnsupportedOp if unsupported else FormatError)(f"tflite: {reason}") from None
     with open(path, "wb") as f:
         f.write(model)

@@ -604,8 +604,9 @@ def _unique(by_name, name):
     return candidate
 
 
-CHANNELS_FIRST = ("channels-first layout (NCHW, statistics shaped (1, C, 1, 1)): folding not "
-                  "implemented; left as the graph computes it")
+CHANNELS_FIRST = ("channels-first layout (statistics along axis 1: a fused op with data_format "
+                  "NCHW, or statistics shaped (1, C, 1, 1)): folding not implemented; left as the "
+                  "graph computes it")
 
 
 def _channels_first(node):
