@@ -1,6 +1,7 @@
 """doctor: every legacy artefact gets exactly its findings; exit codes; bad inputs; refusal to run."""
 # pylint: disable=redefined-outer-name
 import hashlib
+import warnings
 import json
 import os
 import subprocess
@@ -433,3 +434,30 @@ def test_frozen_keep_prob_default_is_what_clients_get(tmp_path, default, expecte
     if expected:
         assert report["findings"][0]["message"].startswith(
             "keep_prob is placeholder_with_default(0.5), in a frozen graph: every serving client")
+
+
+def test_a_bn_shared_by_two_towers_runs_both_towers(tmp_path):
+    """Siamese code reuses one BN on two inputs: both are inputs of what the doctor runs, and a
+    --data file giving both is accepted."""
+    from tf1_repro.legacy.implementations import tf_layers_batch_normalization  # pylint: disable=import-outside-toplevel
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default() as graph, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        xa = tf.placeholder(tf.float32, [None, 4], name="xa")
+        xb = tf.placeholder(tf.float32, [None, 4], name="xb")
+        training = tf.placeholder_with_default(False, [], name="training")
+        towers = []
+        for x, reuse in ((xa, False), (xb, True)):
+            with tf.variable_scope("tower", reuse=reuse):
+                h = tf.matmul(x, tf.get_variable("fc/w", [4, 6]))
+                towers.append(tf_layers_batch_normalization()(h, training=training, name="bn"))
+        tf.identity(tf.concat(towers, 1), name="features")
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    np.savez(tmp_path / "data.npz", xa=rng.standard_normal((8, 4)).astype(np.float32),
+             xb=rng.standard_normal((8, 4)).astype(np.float32))
+    report = doctor.diagnose(prefix, data=str(tmp_path / "data.npz"))
+    assert [site[0] for site in report["bn_layers"][0]["call_sites"]] == ["tower/MatMul:0",
+                                                                          "tower_1/MatMul:0"]
+    assert report["outputs"] == ["features:0"] and report["healthy"]

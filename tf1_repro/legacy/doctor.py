@@ -346,7 +346,7 @@ def _layers(doc):
                        "gamma": b.gamma, "beta": b.beta, "moving_mean": b.moving_mean,
                        "moving_variance": b.moving_variance, "epsilon": b.epsilon,
                        "decay": b.decay, "mode": b.mode.to_dict() if b.mode else None,
-                       "update_location": b.update_location,
+                       "update_location": b.update_location, "call_sites": list(b.call_sites),
                        "zero_initialised": None, "_zero_debias": b.zero_debias,
                        "_update_ops": list(b.update_ops),
                        "_stats_at_prediction": b.statistics_used_at_prediction,
@@ -646,7 +646,8 @@ def _prediction_outputs(graph, doc, layers, dropouts, mode_names):
         for c in op.control_inputs:
             consumers.setdefault(c.name, []).append(op)
     placeholders = [op for op in ops if op.type == "Placeholder" and op.name not in mode_names]
-    starts = [t for layer in layers for t in (layer["input"],) if t] + \
+    starts = [t for layer in layers  # every call of a layer shared by several towers
+              for t in [layer["input"]] + [site[0] for site in layer.get("call_sites") or []] if t] + \
         [d["output"] for d in dropouts if d.get("output")]
     feature_ops = set()
     for t in starts:
