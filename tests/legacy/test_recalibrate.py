@@ -703,3 +703,15 @@ def test_variance_change_is_relative_to_the_old_value():
     assert rc.relative_change(np.array([0.0, 4.0]), np.array([3.0, 5.0])) == (pytest.approx(0.25), 1)
     from_zero = dict(row, variance_channels_changed_from_zero=1)
     assert rc._change_text(from_zero) == "from 0"  # pylint: disable=protected-access
+
+
+def test_relative_paths_write_a_state_file_that_finds_the_checkpoint(work, blobs_npz, tf_layers_pair,
+                                                                      monkeypatch):
+    """With a relative --out, TensorFlow's update_checkpoint_state would write a path relative to
+    the working directory into the ``checkpoint`` file; the written one must name the file beside it."""
+    monkeypatch.chdir(work)
+    report = rc.recalibrate(tf_layers_pair[0], blobs_npz, "relative_out")
+    state = (work / "relative_out" / "checkpoint").read_text()
+    base = os.path.basename(report["written"]["latest_checkpoint"])
+    assert state.splitlines()[0] == f'model_checkpoint_path: "{base}"'
+    assert tf.train.latest_checkpoint(str(work / "relative_out")) == str(work / "relative_out" / base)

@@ -1030,7 +1030,9 @@ def write_checkpoint(source_prefix, meta, out, new_values, force=False):
                 sess.run(save, {i: new_values[n] if n in new_values else reader.get_tensor(n)
                                 for i, n in zip(inputs, names)})
         shutil.copyfile(meta, os.path.join(tmp, base + ".meta"))
-        tf.train.update_checkpoint_state(tmp, base, all_model_checkpoint_paths=[base])
+        # an absolute folder keeps the paths in the state file relative to it ("model.ckpt-N"): a
+        # relative one makes TensorFlow write them relative to the working directory
+        tf.train.update_checkpoint_state(os.path.abspath(tmp), base, all_model_checkpoint_paths=[base])
         os.makedirs(out, exist_ok=True)
         if force:
             for old in glob.glob(os.path.join(out, base + ".data-*")):
