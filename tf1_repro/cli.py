@@ -510,8 +510,6 @@ def _run_doctor(args):
         shapes = dict(doctor.parse_input_shape(f) for f in args.input_shape)
     except ValueError as err:
         raise UsageError(f"{prog}: error: --input-shape {err}") from None
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        raise UsageError(f"{prog}: error: --json {args.json}: its directory does not exist")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
