@@ -18,15 +18,18 @@ DESCRIPTION = """\
 Reproduce, in TensorFlow-1 graph style (placeholders, feed_dict, Session), the article on
 batch normalization and dropout at training vs prediction time, and measure every point it
 makes: the article's bn_layer and keep_prob dropout, its claims as experiments with computed
-verdicts, and tools that audit, compare, convert and export legacy BN/dropout code.
+verdicts, and tools for legacy TF1 BN/dropout code and saved models: find, doctor,
+recalibrate, to-inference (serving), migrate (Keras 3), audit.
 
 Start with:  python -m tf1_repro demo   (trains a small model in ~5 s and prints each point
-             with a measured number; add --data digits for real handwritten digits)"""
+             with a measured number; add --data digits for real handwritten digits)
+Own a TF1 model?  python -m tf1_repro doctor PATH   (a checkpoint dir, .meta, SavedModel or .pb)"""
 
 EPILOG = """\
 examples:
   python -m tf1_repro demo
   python -m tf1_repro experiment --list
+  python -m tf1_repro doctor runs/demo
   python -m tf1_repro COMMAND --help"""
 
 # Every command's --help ends with an example (build_parser applies them; a test checks all).
