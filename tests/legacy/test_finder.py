@@ -497,3 +497,42 @@ def test_pow_minus_half_and_a_decay_schedule():
     assert layer.output == y.name and layer.epsilon == pytest.approx(1e-3)
     assert (layer.decay, layer.decay_cap) == (None, pytest.approx(0.99))
     assert any("schedule" in note for note in layer.notes)
+
+
+@pytest.fixture
+def control_flow_v2():
+    """TF2 control flow (If ops), as a TF 2.x script that only calls disable_eager_execution()
+    builds it; restored afterwards (the test process otherwise runs control flow v1)."""
+    from tensorflow.python.ops import control_flow_util  # pylint: disable=import-outside-toplevel
+    saved, resource = control_flow_util.ENABLE_CONTROL_FLOW_V2, tf.resource_variables_enabled()
+    control_flow_util.ENABLE_CONTROL_FLOW_V2 = True
+    tf.enable_resource_variables()
+    try:
+        yield
+    finally:
+        control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved
+        if not resource:
+            tf.disable_resource_variables()
+
+
+def test_tf2_control_flow_if_ops(control_flow_v2):  # pylint: disable=redefined-outer-name,unused-argument
+    """Non-fused BN switched by an If is read through the branch functions; a fused BN inside the
+    branch functions is not analysed, and a note says so instead of silence."""
+    graph = tf.Graph()
+    with graph.as_default(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        training = tf.placeholder_with_default(False, [], name="training")
+        x = tf.placeholder(tf.float32, [None, 6], name="x")
+        tf_layers_batch_normalization()(x, training=training, name="bn")
+        images = tf.placeholder(tf.float32, [None, 4, 4, 3], name="images")
+        tf_layers_batch_normalization()(images, training=training, fused=True, name="bnf")
+    assert any(op.type in ("If", "StatelessIf") for op in graph.get_operations())
+    found = finder.find(graph)
+    (layer,) = found.bn_layers
+    assert (layer.name, layer.moving_mean, layer.statistics_used_at_prediction) == (
+        "bn", "bn/moving_mean", True)
+    assert (layer.mode.name, layer.update_location, layer.decay) == ("training", "UPDATE_OPS", None)
+    assert any(n.startswith("TF2 control flow: the update runs inside") for n in layer.notes)
+    assert any(n.startswith("TF2 control flow: If op bnf/cond holds FusedBatchNormV3")
+               for n in found.notes)
+    assert found.prediction_feeds() == {"training:0": False}

@@ -74,6 +74,7 @@ SKIP_COLLECTIONS = {"variables", "trainable_variables", "local_variables", "mode
                     "metric_variables", "_SUMMARY_WRITER_INIT_OP", "init_op", "local_init_op",
                     "ready_op", "ready_for_local_init_op", "table_initializer", "asset_filepaths",
                     "saved_model_main_op", "saved_model_train_op", "saved_model_assets"}
+IF_OPS = ("If", "StatelessIf")
 RESTORE_SCOPE = "tf1_repro_restore"  # where artefacts.Artefact.restore adds its assign ops
 PREDICTION_VALUES = {"training": False, "keep_prob": 1.0, "rate": 0.0, "learning_phase": 0}
 
@@ -326,6 +327,17 @@ class _Finder:
         if op.type in ("Switch", "RefSwitch"):
             pred = op.inputs[1]
             return self.trace(op.inputs[0], stop, branches + ((pred, tensor.value_index),), depth + 1)
+        if op.type in IF_OPS:
+            # TF2 control flow: each branch function returns one of the If's inputs (through
+            # Identity / ReadVariableOp) or computes something the finder does not read
+            pred, out = op.inputs[0], []
+            for port, attr in ((1, "then_branch"), (0, "else_branch")):
+                arg = self._function_returns_arg(op.get_attr(attr).name, tensor.value_index)
+                if arg is None:
+                    out.append(_Source("tensor", op, tensor.value_index, branches + ((pred, port),)))
+                else:
+                    out += self.trace(op.inputs[1 + arg], stop, branches + ((pred, port),), depth + 1)
+            return out
         if op.type in ("Merge", "RefMerge"):
             out = []
             for t in op.inputs:
@@ -340,6 +352,41 @@ class _Finder:
             return [_Source("tensor", op, tensor.value_index, branches)]
         return [_Source("batch" if self._computes_from_data(op) else "tensor", op,
                         tensor.value_index, branches)]
+
+    def _functions(self):
+        """``{name: FunctionDef}`` of the graph's library (TF2 control flow branches)."""
+        if not hasattr(self, "_function_defs"):
+            self._function_defs = {f.signature.name: f for f in self.g.as_graph_def().library.function} \
+                if any(op.type in IF_OPS for op in self.ops) else {}
+        return self._function_defs
+
+    def _function_returns_arg(self, name, index):
+        """The input-argument index that output ``index`` of function ``name`` passes through
+        unchanged (Identity, ReadVariableOp), else None."""
+        fdef = self._functions().get(name)
+        if fdef is None or index >= len(fdef.signature.output_arg):
+            return None
+        args = [a.name for a in fdef.signature.input_arg]
+        nodes = {n.name: n for n in fdef.node_def}
+        ref = fdef.ret.get(fdef.signature.output_arg[index].name, "")
+        for _ in range(16):
+            base = ref.split(":")[0].lstrip("^")
+            if base in args:
+                return args.index(base)
+            node = nodes.get(base)
+            if node is None or node.op not in ("Identity", "ReadVariableOp", "Snapshot") or not node.input:
+                return None
+            ref = node.input[0]
+        return None
+
+    def _function_writes_arg(self, name, index):
+        """Whether function ``name`` assigns to its input argument ``index`` (a variable handle)."""
+        fdef = self._functions().get(name)
+        if fdef is None or index >= len(fdef.signature.input_arg):
+            return False
+        arg = fdef.signature.input_arg[index].name
+        return any(n.op in WRITE_OPS and n.input and n.input[0].split(":")[0] == arg
+                   for n in fdef.node_def)
 
     def _computes_from_data(self, op):
         """A statistic computed here from a placeholder/data tensor (not from variables alone)."""
@@ -523,7 +570,34 @@ class _Finder:
                 modes[op.name] = ModeInput(op.name, "learning_phase", op.type,
                                            None if default is None else default.item(),
                                            False if op.outputs[0].dtype.is_bool else 0)
+        self._note_hidden_layers(layers)
+        for layer in layers:
+            if any(note.startswith("TF2 control flow") for note in layer.notes):
+                self.notes.append(f"TF2 control flow: BN layer {layer.name}'s updates run inside "
+                                  f"If branch functions; its decay is not read")
         return Findings(layers, dropouts, list(modes.values()), self.notes)
+
+    def _note_hidden_layers(self, layers):
+        """Normalisation ops inside TF2 control-flow functions (a fused BN under an If) are not
+        analysed: say so, naming the If ops, instead of reporting nothing."""
+        functions = self._functions()
+        if not functions:
+            return
+        seen = {n for layer in layers for n in layer.bn_ops}
+        for op in self.ops:
+            if op.type not in IF_OPS:
+                continue
+            kinds = set()
+            for attr in ("then_branch", "else_branch"):
+                fdef = functions.get(op.get_attr(attr).name)
+                kinds |= {n.op for n in (fdef.node_def if fdef else [])
+                          if n.op in FUSED + (GLOBAL,)}
+            if kinds and op.name not in seen:
+                self.notes.append(
+                    f"TF2 control flow: If op {op.name} holds {', '.join(sorted(kinds))} in its "
+                    f"branch functions; BN layers inside TF2 control flow are not analysed (build "
+                    f"the graph under tf.compat.v1.disable_v2_behavior(), or call "
+                    f"tf.compat.v1.disable_control_flow_v2(), and save it again)")
 
     @property
     def _order(self):
@@ -1020,6 +1094,13 @@ class _Finder:
         while frontier:
             o = frontier.pop()
             for c in self.consumers.get(o.name, []):
+                if c.type in IF_OPS:  # an update inside a TF2 control-flow branch function
+                    index = [i for i, t in enumerate(c.inputs) if t.op.name in targets]
+                    if c not in out and any(
+                            self._function_writes_arg(c.get_attr(attr).name, i - 1)
+                            for i in index if i > 0 for attr in ("then_branch", "else_branch")):
+                        out.append(c)
+                    continue
                 if not c.inputs or c.inputs[0].op.name not in targets:
                     continue
                 if c.type in WRITE_OPS:
@@ -1093,8 +1174,15 @@ class _Finder:
                 if preferred in locations:
                     location = preferred
                     break
+        if any(w.type in IF_OPS for _, w in writes):
+            info["notes"].append("TF2 control flow: the update runs inside the branch function of "
+                                 f"{', '.join(sorted({w.name for _, w in writes if w.type in IF_OPS}))}"
+                                 "; its decay is not read (build the graph under "
+                                 "tf.compat.v1.disable_v2_behavior() to have it read)")
         decays = []
         for stat, w in writes:
+            if w.type in IF_OPS:
+                continue
             d, value = self._decay(w, stat)
             if d is not None:
                 decays.append(d)
