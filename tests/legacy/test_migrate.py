@@ -449,3 +449,55 @@ def test_vanilla_dropout_keep_prob_must_come_from_data(tmp_path, capsys):
     np.savez(tmp_path / "data.npz", keep_prob=np.float32(0.8))
     report = migrate.migrate(prefix, out=str(tmp_path / "out"), data=str(tmp_path / "data.npz"))
     assert report["ok"] and report["layers"][0]["relative_diff"] <= 1e-5
+
+
+def _control_flow_v2_bn(xs, training):
+    """tf.layers BN built under TF2 control flow (If ops), as without disable_v2_behavior()."""
+    was = tf.control_flow_v2_enabled(), tf.resource_variables_enabled()
+    tf.enable_control_flow_v2()
+    tf.enable_resource_variables()
+    try:
+        return [tf.layers.batch_normalization(xs["x"], training=training, name="bn")]
+    finally:
+        if not was[0]:
+            tf.disable_control_flow_v2()
+        if not was[1]:
+            tf.disable_resource_variables()
+
+
+@pytest.mark.filterwarnings("ignore:`tf.layers")
+def test_tf2_control_flow_exits_2_and_writes_nothing(tmp_path, capsys):
+    prefix, _ = _save(tmp_path, _control_flow_v2_bn, {"x": [None, 4]}, steps=1)
+    code, err = _cli(capsys, prefix, "--to", "keras3", "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("python -m tf1_repro migrate: the graph uses TF2 control flow (If ops "
+                          "bn/cond")
+    assert err.endswith("rebuild it under tf.compat.v1.disable_v2_behavior() (or "
+                        "tf.compat.v1.disable_control_flow_v2()) and save again; nothing written\n")
+    assert not os.path.exists(tmp_path / "out")
+
+
+def _dcgan_towers(xs, training):  # pylint: disable=unused-argument
+    """DCGAN-tensorflow's batch_norm class: the training tower (train=True) normalises with the
+    batch's moments and updates an EMA of them; the sampler tower (train=False, reuse) reads the EMA."""
+    with tf.variable_scope("d_bn1"):
+        beta = tf.get_variable("beta", [4], initializer=tf.zeros_initializer())
+        gamma = tf.get_variable("gamma", [4], initializer=tf.random_normal_initializer(1.0, 0.02))
+        mean, var = tf.nn.moments(xs["x"], [0], name="moments")
+        ema = tf.train.ExponentialMovingAverage(decay=0.9)
+        with tf.control_dependencies([ema.apply([mean, var])]):
+            m, v = tf.identity(mean), tf.identity(var)
+        train_out = tf.nn.batch_norm_with_global_normalization(xs["x"], m, v, beta, gamma, 1e-5, True)
+        sample_out = tf.nn.batch_norm_with_global_normalization(
+            xs["x"] * 2.0, ema.average(mean), ema.average(var), beta, gamma, 1e-5, True)
+    return [train_out, sample_out]
+
+
+def test_shared_bn_checks_only_the_call_using_moving_statistics(tmp_path):
+    prefix, _ = _save(tmp_path, _dcgan_towers, {"x": [None, 4]}, steps=3)
+    report = migrate.migrate(prefix, out=str(tmp_path / "out"))
+    (layer,) = report["layers"]
+    assert report["ok"] and layer["relative_diff"] <= 1e-5
+    assert [c[0] for c in layer["call_sites"]] == ["d_bn1/mul:0"]
+    assert "call(s) on x:0 normalise with batch statistics (a training call) and are not checked: " \
+           "Keras 3 prediction uses the moving statistics" in layer["notes"]

@@ -715,3 +715,61 @@ def test_relative_paths_write_a_state_file_that_finds_the_checkpoint(work, blobs
     base = os.path.basename(report["written"]["latest_checkpoint"])
     assert state.splitlines()[0] == f'model_checkpoint_path: "{base}"'
     assert tf.train.latest_checkpoint(str(work / "relative_out")) == str(work / "relative_out" / base)
+
+
+def _control_flow_v2_bn(x, training):
+    """tf.layers BN with a training placeholder built under TF2 control flow (If ops, as a graph
+    built with only disable_eager_execution() has)."""
+    was = tf.control_flow_v2_enabled(), tf.resource_variables_enabled()
+    tf.enable_control_flow_v2()
+    tf.enable_resource_variables()
+    try:
+        return tf.layers.batch_normalization(x, training=training, name="bn")
+    finally:
+        if not was[0]:
+            tf.disable_control_flow_v2()
+        if not was[1]:
+            tf.disable_resource_variables()
+
+
+@pytest.mark.filterwarnings("ignore:`tf.layers")
+def test_tf2_control_flow_refused_in_one_line(capsys, work, small_x):
+    def build():
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        _control_flow_v2_bn(x, tf.placeholder_with_default(False, [], name="training"))
+        return None, None
+    prefix = _save_small(work / "cf2", build)
+    meta = tf.MetaGraphDef()
+    with open(prefix + ".meta", "rb") as f:
+        meta.ParseFromString(f.read())
+    assert "If" in {node.op for node in meta.graph_def.node}
+    path = str(work / "cf2.npz")
+    np.savez(path, x=small_x)
+    code, _, err = _cli(capsys, prefix, "--data", path, "--out", str(work / "cf2_out"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "recalibrate: the graph uses TF2 control flow (If ops bn/cond" in err
+    assert "rebuild it under tf.compat.v1.disable_v2_behavior() (or " \
+           "tf.compat.v1.disable_control_flow_v2()) and save again; nothing written" in err
+    assert not os.path.exists(work / "cf2_out")
+
+
+def test_non_finite_old_variance_reported_without_warning(capsys, work, small_x):
+    """An inf moving variance (a corrupted checkpoint) is replaced by the data's; the report says
+    "was non-finite" for that channel (JSON: its index, old value null) and numpy warns nothing."""
+    def build():
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        tf_layers_batch_normalization()(x, training=tf.placeholder_with_default(False, []), name="bn")
+        var = [v for v in tf.global_variables() if v.op.name == "bn/moving_variance"][0]
+        return None, tf.assign(var, [1.0, np.inf, 1.0, 1.0])
+    prefix = _save_small(work / "inf_var", build, steps=1)
+    path = str(work / "inf_var.npz")
+    np.savez(path, x=small_x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report, text = _run_ok(capsys, prefix, path, work / "inf_var_out")
+    (layer,) = report["layers"]
+    assert layer["variance_was_non_finite"] == [1] and layer["mean_was_non_finite"] == []
+    assert layer["old_variance"] == [1.0, None, 1.0, 1.0]
+    assert "was non-finite" in text and "nan%" not in text
+    assert "moving variance was non-finite (NaN/inf) in channel(s) 1: replaced by the data's" in text
+    _assert_stored(report["written"]["prefix"], {"bn/moving_variance": small_x.astype(np.float64).var(0)})

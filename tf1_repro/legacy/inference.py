@@ -1072,21 +1072,30 @@ def _scale(want):
     return max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
 
 
-def measure_latency(runners, batches, runs=30, seed=0, progress=None):
+def measure_latency(runners, batches, runs=30, seed=0, progress=None, errors=None):
     """{variant: {str(size): median ms}} over ``runs`` interleaved rounds (new random order
-    each round, after one warm-up run of each); ``progress`` (a progress factory) counts rounds."""
+    each round, after one warm-up run of each); ``progress`` (a progress factory) counts rounds.
+    A variant whose warm-up run raises gets None, its reason in ``errors`` ({variant: line})."""
     import time  # pylint: disable=import-outside-toplevel
     from tf1_repro import progress as progress_display  # pylint: disable=import-outside-toplevel
+    from tf1_repro.legacy import formats as fmt  # pylint: disable=import-outside-toplevel
+    errors = {} if errors is None else errors
+    for v in runners:
+        for s in batches:
+            try:
+                runners[v].run(batches[s])
+            except Exception as err:  # pylint: disable=broad-except
+                errors.setdefault(v, f"cannot run: {type(err).__name__}: {fmt.one_line(err)}")
+    live = {v: r for v, r in runners.items() if v not in errors}
     rng = np.random.default_rng(seed)
-    times = {(v, s): [] for v in runners for s in batches}
+    times = {(v, s): [] for v in live for s in batches}
     keys = list(times)
-    for v, s in keys:
-        runners[v].run(batches[s])
     with progress_display.resolve(progress)("timing", runs, "round") as bar:
         for _ in range(runs):
             _timed_round(runners, batches, keys, times, rng, time)
             bar.update(1)
-    return {v: {str(s): float(np.median(times[(v, s)])) for s in batches} for v in runners}
+    return {v: None if v in errors else {str(s): float(np.median(times[(v, s)])) for s in batches}
+            for v in runners}
 
 
 def _timed_round(runners, batches, keys, times, rng, time):
@@ -1188,12 +1197,18 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                                                        tolerance, runners if latency_runs else None)
                     bar.update(1, done=f"{name} verified")
                 bar.update(len(formats) - len(staged))  # skipped or failed: nothing to verify
-                latency = {}
+                latency, latency_errors = {}, {}
                 if latency_runs:
-                    runners["frozen_unfolded"] = fmt.open_graph_def(unfolded, served_outputs)
-                    runners["folded"] = fmt.open_graph_def(folded, served_outputs)
+                    for variant, graph_def in (("frozen_unfolded", unfolded), ("folded", folded)):
+                        try:
+                            runners[variant] = fmt.open_graph_def(graph_def, served_outputs)
+                        except Exception as err:  # pylint: disable=broad-except
+                            latency_errors[variant] = (f"cannot run: {type(err).__name__}: "
+                                                       f"{fmt.one_line(err)}")
                     latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners},
-                                              timing, latency_runs, progress=progress)
+                                              timing, latency_runs, progress=progress,
+                                              errors=latency_errors)
+                    latency.update({v: None for v in latency_errors})
                 for runner in runners.values():
                     runner.close()
                 _move_verified(staged, artefacts, targets, out_dir)
@@ -1203,7 +1218,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
         sess.close()
     finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
     ok = finite and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
-                        and a["deterministic"] for a in artefacts.values())
+                        and a["deterministic"] for a in artefacts.values()) and not latency_errors
     return {"source": path, "inputs": conv["inputs"], "outputs": served_outputs,
             "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
             "dropouts_removed": conv["dropouts_removed"], "dropouts_kept": conv["dropouts_kept"],
@@ -1212,8 +1227,8 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             "ops_before": conv["ops_before"], "ops_after": conv["ops_after"],
             "ops_unfolded": conv["ops_unfolded"], "training_ops_left": conv["training_ops_left"],
             "artefacts": artefacts, "skipped": skipped, "latency_ms": latency,
-            "latency_runs": latency_runs, "tolerance": tolerance, "original_finite": bool(finite),
-            "ok": bool(ok)}
+            "latency_runs": latency_runs, "latency_errors": latency_errors,
+            "tolerance": tolerance, "original_finite": bool(finite), "ok": bool(ok)}
 
 
 def _check_out(out_dir, formats, fmt):
@@ -1418,6 +1433,10 @@ def format_report(report):
         lines.append(f"  latency, median of {report['latency_runs']} interleaved runs (ms):")
         lines.append(f"    {'variant':<16} {'batch 1':>9} {'batch 64':>9}")
         for variant, t in report["latency_ms"].items():
+            if t is None:
+                lines.append(f"    {variant:<16} {'-':>9} {'-':>9}  "
+                             f"{report.get('latency_errors', {}).get(variant, 'cannot run')}")
+                continue
             lines.append(f"    {variant:<16} {t['1']:>9.3f} {t['64']:>9.3f}")
     if not report["original_finite"]:
         lines.append("  ! the original graph's outputs are not finite (NaN/inf) on the check inputs")
@@ -1425,6 +1444,8 @@ def format_report(report):
     if failed:
         lines.append(f"FAILED: {', '.join(failed)} could not be verified and "
                      f"{'was' if len(failed) == 1 else 'were'} not written (exit 1)")
+    elif report.get("latency_errors"):
+        lines.append(f"FAILED: {', '.join(report['latency_errors'])} cannot run (latency above; exit 1)")
     else:
         lines.append("verified: every artefact matches the original" if report["ok"] else
                      "FAILED: an artefact differs from the original (exit 1)")

@@ -53,6 +53,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.layers.bn import article_variable_names, bn_layer, bn_variables
 from tf1_repro.legacy import artefacts, graphs, keras3_worker, naming
+from tf1_repro.legacy.recalibrate import tf2_control_flow
 
 TARGETS = ("keras3", "article")
 ROLES = naming.ROLES
@@ -113,6 +114,9 @@ def _graph_layers(art, variables):
     from tf1_repro.legacy import finder  # pylint: disable=import-outside-toplevel
     graph = art.import_graph()
     found = finder.find(graph)
+    control_flow = tf2_control_flow(graph, found)
+    if control_flow:
+        raise MigrateError(f"migrate: {control_flow}; nothing written")
     layers = []
     for b in found.bn_layers:
         keys = {role: getattr(b, role) for role in ROLES}
@@ -147,10 +151,37 @@ def _graph_layers(art, variables):
                        _decay_schedule(graph, b.update_ops),
                        "variance_estimator": b.variance_estimator, "found_by": "graph",
                        "channel_axis": int(b.channel_axis),
-                       "call_sites": [list(c) for c in b.call_sites] if len(b.call_sites) > 1
-                       else [[b.input, b.output]],
+                       "call_sites": _moving_calls(graph, b, keys, notes),
                        "input": b.input, "output": b.output})
+        layers[-1]["input"], layers[-1]["output"] = layers[-1]["call_sites"][0]
     return layers, found, graph
+
+
+def _moving_calls(graph, layer, keys, notes):
+    """The calls of a layer (``[input, output]`` each) that Keras 3 must reproduce: when its
+    variables are shared by several calls and some read the moving statistics (the variables
+    are data inputs of the call's output) while others do not (a training tower normalising
+    with batch statistics, e.g. DCGAN's ``batch_norm(train=True)``), only the former, with a
+    note naming the others."""
+    sites = [list(c) for c in layer.call_sites] if len(layer.call_sites) > 1 \
+        else [[layer.input, layer.output]]
+    if len(sites) < 2:
+        return sites
+    stats = {keys["moving_mean"], keys["moving_variance"]}
+    names = {op.name for op in graph.get_operations()}
+    moving = []
+    for site in sites:
+        if site[1].split(":")[0] not in names:
+            return sites
+        reads = {op.name for op in graphs.ancestors([graph.get_tensor_by_name(site[1]).op],
+                                                    control=False)}
+        moving.append(bool(stats & reads))
+    if any(moving) and not all(moving):
+        left = [site[0] for site, m in zip(sites, moving) if not m]
+        notes.append(f"call(s) on {', '.join(left)} normalise with batch statistics (a training "
+                     f"call) and are not checked: Keras 3 prediction uses the moving statistics")
+        return [site for site, m in zip(sites, moving) if m]
+    return sites
 
 
 def _decay_schedule(graph, update_ops):

@@ -60,7 +60,8 @@ allow ``64 u S`` for the mean and ``2 * 64 u S sqrt(var) + (64 u S)^2`` for the
 variance, u = 2^-24 (float32 unit roundoff).
 
 The report's "var change" is the largest relative change ``|new - old| / |old|``
-over the channels ("from 0" when a channel's old variance is 0).
+over the channels ("from 0" when a channel's old variance is 0, "was non-finite" when it was
+NaN/inf; the JSON lists such channels in mean_was_non_finite / variance_was_non_finite).
 
 The new checkpoint has the source's variable names; every variable that is not
 a recalibrated moving statistic is copied bit for bit (optimizer slots and the
@@ -380,6 +381,49 @@ def _assign_op(graph, variable_name, dtype, shape):
     if op.type == "VarHandleOp":
         return tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value), value
     return tf.assign(op.outputs[0], value, validate_shape=True), value
+
+
+_IF_OPS = ("If", "StatelessIf")
+_FUSED_BN_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+_PASS_THROUGH = ("Identity", "ReadVariableOp")
+
+
+def tf2_control_flow(graph, found):
+    """The one-line reason the BN layers of ``graph`` cannot be read when TF2 control flow (``If`` /
+    ``StatelessIf`` ops with branch functions, built without ``disable_control_flow_v2``) sits
+    around them; None when it does not.
+
+    Around a BN layer means: the finder says so (a ``Findings.notes`` line starting "TF2 control
+    flow"), or an ``If`` outside ``gradients/`` takes a moving statistic (a variable named
+    ``*moving_mean`` / ``*moving_variance``, or a layer's, through Identity/ReadVariableOp) as an
+    input, or one of its branch functions holds a fused BN op."""
+    said = any(str(note).startswith("TF2 control flow") for note in getattr(found, "notes", ()))
+    stats = {name for layer in found.bn_layers for name in (layer.moving_mean, layer.moving_variance)
+             if name}
+    library = {fn.signature.name: {node.op for node in fn.node_def}
+               for fn in graph.as_graph_def().library.function}
+    hits = []
+    for op in graph.get_operations():
+        if op.type not in _IF_OPS or op.name.startswith("gradients/") or "/gradients/" in op.name:
+            continue
+        branches = [op.get_attr(key).name for key in ("then_branch", "else_branch")]
+        fused = any(library.get(name, set()) & set(_FUSED_BN_OPS) for name in branches)
+        reads = False
+        for tensor in op.inputs:
+            source = tensor.op
+            while source.type in _PASS_THROUGH and source.inputs:
+                source = source.inputs[0].op
+            if source.type in VARIABLE_OPS and (source.name in stats or source.name.endswith(
+                    ("moving_mean", "moving_variance"))):
+                reads = True
+        if fused or reads:
+            hits.append(op.name)
+    if not (said or hits):
+        return None
+    where = f" {', '.join(sorted(hits)[:3])}{', …' if len(hits) > 3 else ''}" if hits else ""
+    return (f"the graph uses TF2 control flow (If ops{where}) around its BN layers, which the tools "
+            f"cannot read; rebuild it under tf.compat.v1.disable_v2_behavior() (or "
+            f"tf.compat.v1.disable_control_flow_v2()) and save again")
 
 
 def _prepare_layers(graph, reader, found, notes):
@@ -772,6 +816,9 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
     notes = []
     try:
         found = find(meta_graph)
+        control_flow = tf2_control_flow(graph, found)
+        if control_flow:
+            raise RecalibrateError(f"{WHERE}: {control_flow}; nothing written")
         if not found.bn_layers:
             raise RecalibrateError(f"{WHERE}: PATH must hold a graph with BN layers, got none in {meta}")
         layers = _prepare_layers(graph, reader, found, notes)
@@ -935,13 +982,25 @@ def _site_check(layer, moments, out_moments, stored_mean, stored_var):
 
 
 def relative_change(old, new):
-    """(largest |new - old| / |old| over the channels with old != 0 or None, number of channels
-    that changed from 0)."""
+    """(largest |new - old| / |old| over the channels with a finite old != 0, or None; number of
+    channels that changed from 0). Channels whose old value is NaN/inf are left out (see
+    ``non_finite``)."""
     old, new = np.asarray(old, np.float64), np.asarray(new, np.float64)
-    nonzero = old != 0
-    from_zero = int(np.sum(~nonzero & (new != 0)))
+    finite = np.isfinite(old)
+    nonzero = (old != 0) & finite
+    from_zero = int(np.sum((old == 0) & (new != 0)))
     rel = np.abs(new[nonzero] - old[nonzero]) / np.abs(old[nonzero])
     return (float(rel.max()) if rel.size else None), from_zero
+
+
+def non_finite(values):
+    """The channels (indices) whose value is NaN or inf."""
+    return [int(i) for i in np.flatnonzero(~np.isfinite(np.asarray(values, np.float64)))]
+
+
+def _json_values(values):
+    """A list for JSON: NaN/inf as None (JSON has no such numbers)."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, np.float64)]
 
 
 def _layer_report(layer):
@@ -954,7 +1013,9 @@ def _layer_report(layer):
     worst = max(checks, key=lambda c: (not c["holds"], c["mean_error"] / max(c["mean_tolerance"], 1e-300),
                                        c["variance_error"] / max(c["variance_tolerance"], 1e-300)))
     std = np.sqrt(layer.moments.variance(0))
-    mean_change = np.abs(layer.old_mean - layer.new_mean) / np.where(std > 0, std, 1.0)
+    finite_mean = np.isfinite(layer.old_mean)
+    mean_change = np.abs(layer.old_mean[finite_mean] - layer.new_mean[finite_mean]) / \
+        np.where(std[finite_mean] > 0, std[finite_mean], 1.0)
     var_change, from_zero = relative_change(layer.old_var, layer.new_var)
     n = layer.moments.count
     row = {
@@ -964,10 +1025,12 @@ def _layer_report(layer):
         "values_per_channel": n, "channels": layer.channels, "epsilon": layer.epsilon,
         "variance_stored": "unbiased M2/(n-1)" if layer.ddof else "biased M2/n",
         "unbiased_over_biased": n / (n - 1),
-        "old_mean": layer.old_mean.tolist(), "new_mean": layer.new_mean.tolist(),
-        "old_variance": layer.old_var.tolist(), "new_variance": layer.new_var.tolist(),
-        "largest_mean_change_in_std": float(mean_change.max()),
+        "old_mean": _json_values(layer.old_mean), "new_mean": layer.new_mean.tolist(),
+        "old_variance": _json_values(layer.old_var), "new_variance": layer.new_var.tolist(),
+        "largest_mean_change_in_std": float(mean_change.max()) if mean_change.size else None,
         "largest_variance_change_relative": var_change,
+        "mean_was_non_finite": non_finite(layer.old_mean),
+        "variance_was_non_finite": non_finite(layer.old_var),
         "variance_channels_changed_from_zero": from_zero,
         "check": dict(worst, holds=all(c["holds"] for c in checks)),
     }
@@ -1085,7 +1148,7 @@ def format_report(report):
             for f in report["feeds"]))
     for row in report["layers"]:
         lines.append(f"  {row['name']:<28} {row['kind']:<20} {row['depth']:>5} {row['values_per_channel']:>10,}  "
-                     f"{row['largest_mean_change_in_std']:>9.3g}sd  {_change_text(row):>10}  "
+                     f"{_mean_change_text(row):>11}  {_change_text(row):>10}  "
                      f"{row['variance_stored']:<17} {'✓' if row['check']['holds'] else '✗'} "
                      f"(mean {row['check']['mean_error']:.2g} ≤ {row['check']['mean_tolerance']:.2g}, "
                      f"var {row['check']['variance_error']:.2g} ≤ {row['check']['variance_tolerance']:.2g})")
@@ -1097,6 +1160,11 @@ def format_report(report):
         k = min(4, len(row["new_mean"]))
         lines.append(f"      mean {_few(row['old_mean'], k)} -> {_few(row['new_mean'], k)}   "
                      f"variance {_few(row['old_variance'], k)} -> {_few(row['new_variance'], k)}")
+        for what, key in (("mean", "mean_was_non_finite"), ("variance", "variance_was_non_finite")):
+            if row.get(key):
+                lines.append(f"      moving {what} was non-finite (NaN/inf) in channel(s) "
+                             f"{', '.join(map(str, row[key][:8]))}{', …' if len(row[key]) > 8 else ''}: "
+                             f"replaced by the data's")
         if row["variance_stored"].startswith("unbiased"):
             lines.append(f"      fused kernel: stored M2/(n-1), the Bessel-corrected variance its EMA "
                          f"averages; M2/(n-1) = {row['unbiased_over_biased']:.7f} x M2/n")
@@ -1114,8 +1182,19 @@ def format_report(report):
     return "\n".join(lines)
 
 
+def _mean_change_text(row):
+    """The largest mean change in standard deviations, or "was non-finite" when a channel's old was."""
+    if row.get("mean_was_non_finite"):
+        return "was non-finite"
+    change = row["largest_mean_change_in_std"]
+    return "-" if change is None else f"{change:.3g}sd"
+
+
 def _change_text(row):
-    """The largest relative variance change |new - old| / |old|, or "from 0" when a channel's old is 0."""
+    """The largest relative variance change |new - old| / |old|, "was non-finite" when a channel's
+    old was NaN/inf, or "from 0" when a channel's old is 0."""
+    if row.get("variance_was_non_finite"):
+        return "was non-finite"
     if row.get("variance_channels_changed_from_zero"):
         return "from 0"
     change = row["largest_variance_change_relative"]
@@ -1129,5 +1208,5 @@ def _feed_text(value):
 
 
 def _few(values, k):
-    text = ", ".join(f"{v:.4g}" for v in values[:k])
+    text = ", ".join(("non-finite" if v is None else f"{v:.4g}") for v in values[:k])
     return f"[{text}{', ...' if len(values) > k else ''}]"
