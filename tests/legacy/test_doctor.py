@@ -461,3 +461,122 @@ def test_a_bn_shared_by_two_towers_runs_both_towers(tmp_path):
     assert [site[0] for site in report["bn_layers"][0]["call_sites"]] == ["tower/MatMul:0",
                                                                           "tower_1/MatMul:0"]
     assert report["outputs"] == ["features:0"] and report["healthy"]
+
+
+def test_a_failed_runs_note_keeps_the_informative_line():
+    """Fetching a tf.cond branch that is not taken fails with 'Graph execution error:' then the
+    reason: the note keeps the reason."""
+    with tf.Graph().as_default() as built:
+        x = tf.placeholder(tf.float32, [2], name="x")
+        tf.cond(tf.placeholder_with_default(False, [], name="p"),
+                lambda: tf.identity(x * 2.0, name="inside"), lambda: x)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        tf.import_graph_def(built.as_graph_def(), name="")
+        with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+            sess.run("cond/inside:0", {"x:0": [1.0, 2.0]})
+    assert caught.value.message.splitlines()[0] == "Graph execution error:"
+    assert doctor._error_line(caught.value.message) == "Retval[0] does not have value"
+
+
+def _dcgan_batch_norm(x, ema, train):
+    """DCGAN-tensorflow's batch_norm class: train -> ema.apply under control_dependencies and
+    the batch's moments; else the EMA averages (variables shared by reuse=True)."""
+    with tf.variable_scope("bn"):
+        beta = tf.get_variable("beta", [x.shape[-1]], initializer=tf.zeros_initializer())
+        gamma = tf.get_variable("gamma", [x.shape[-1]], initializer=tf.ones_initializer())
+        if train:
+            mean, var = tf.nn.moments(x, [0], name="moments")
+            with tf.control_dependencies([ema.apply([mean, var])]):
+                mean, var = tf.identity(mean), tf.identity(var)
+            _dcgan_batch_norm.averages = (ema.average(mean.op.inputs[0]),
+                                          ema.average(var.op.inputs[0]))
+        else:
+            mean, var = _dcgan_batch_norm.averages
+        return tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # tf.layers BN is deprecated
+@pytest.mark.parametrize("style", ["tf_layers_resource", "dcgan_towers"])
+def test_update_results_are_never_outputs(tmp_path, style):
+    """tf.layers BN with resource variables (its AssignMovingAvg/ReadVariableOp_1 lie in the
+    update cond's branch) and DCGAN's ema.apply tower beside a sampler tower: the update
+    reads are not run as outputs, the run succeeds, and nothing is reported."""
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default() as g, tf.variable_scope("", use_resource=True):
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        if style == "tf_layers_resource":
+            training = tf.placeholder_with_default(False, [], name="training")
+            h = tf_layers_batch_normalization()(tf.layers.dense(x, 3, name="fc"), training=training,
+                                                name="bn")
+            loss = tf.reduce_mean(tf.square(h - 1.0))
+            with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
+                train_op = tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+            feeds = {training: True}
+        else:
+            ema = tf.train.ExponentialMovingAverage(decay=0.9)
+            towers = []
+            for train, reuse in ((True, False), (False, True)):
+                with tf.variable_scope("disc", reuse=reuse):
+                    towers.append(_dcgan_batch_norm(tf.layers.dense(x, 3, name="fc"), ema, train))
+            tf.identity(towers[1], name="sampler")
+            train_op = tf.train.AdamOptimizer(0.01).minimize(tf.reduce_mean(tf.square(towers[0])))
+            feeds = {}
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(3):
+                sess.run(train_op, {x: rng.standard_normal((8, 4)), **feeds})
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    report = doctor.diagnose(prefix)
+    assert report["ran"] is True and report["findings"] == [], report["notes"]
+    assert not any("AssignMovingAvg" in name for name in report["outputs"])
+    if style == "dcgan_towers":  # the loss runs ema.apply: only the sampler is a prediction
+        assert report["outputs"] == ["sampler:0"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_tf2_control_flow_layers_are_not_misread(tmp_path):
+    """Built with control flow v2 (If ops, as under disable_eager_execution alone): a non-fused
+    tf.layers BN with an inf moving variance still gets stats-not-finite, no mode finding; the
+    fused BN inside If functions is not analysed, and the notes say so."""
+    from tensorflow.python.ops import control_flow_util  # pylint: disable=import-outside-toplevel
+    was = control_flow_util.ENABLE_CONTROL_FLOW_V2
+    control_flow_util.ENABLE_CONTROL_FLOW_V2 = True
+    try:
+        with tf.Graph().as_default() as g, tf.variable_scope("", use_resource=True):
+            x = tf.placeholder(tf.float32, [None, 4], name="x")
+            training = tf.placeholder_with_default(False, [], name="training")
+            h = tf.layers.batch_normalization(x, training=training, name="bn")
+            out = tf.layers.batch_normalization(tf.reshape(h, [-1, 1, 1, 4]), training=training,
+                                                fused=True, name="fused_bn")
+            tf.identity(out, name="y")
+            assert {op.type for op in g.get_operations()} & {"If", "StatelessIf"}
+            with tf.Session(graph=g) as sess:
+                sess.run(tf.global_variables_initializer())
+                variance = [v for v in tf.global_variables() if v.op.name == "bn/moving_variance"]
+                sess.run(variance[0].assign([1.0, np.inf, 2.0, 1.0]))
+                prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    finally:
+        control_flow_util.ENABLE_CONTROL_FLOW_V2 = was
+    report = doctor.diagnose(prefix)
+    assert [(f["id"], f["layer"]) for f in report["findings"]] == [("stats-not-finite", "bn")]
+    assert any(n.startswith("TF2 control flow") and "FusedBatchNorm" in n for n in report["notes"])
+    assert "note: TF2 control flow" in doctor.format_report(report)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_constant_assign_is_not_an_update(tmp_path):
+    """mv.assign([1, inf, 2, 1]) run once by hand and saved in the .meta: not an update op left
+    out of the train op; the inf it wrote is reported."""
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        training = tf.placeholder_with_default(False, [], name="training")
+        h = tf_layers_batch_normalization()(x, training=training, name="bn")
+        with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
+            tf.train.GradientDescentOptimizer(0.1).minimize(tf.reduce_mean(tf.square(h)))
+        variance = [v for v in tf.global_variables() if v.op.name == "bn/moving_variance"][0]
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            sess.run(variance.assign([1.0, np.inf, 2.0, 1.0]))
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    report = doctor.diagnose(prefix, run=False)
+    assert [(f["id"], f["layer"]) for f in report["findings"]] == [("stats-not-finite", "bn")]

@@ -68,6 +68,20 @@ prediction multiplies by keep_prob's *training* value) is never fed 1.0: it is
 fed from ``feeds`` when given; otherwise the outputs that depend on it are not
 run, the BN layers' outputs that do not are run instead, and a note says why.
 
+The outputs are never an update's result: a tensor inside a tf.cond branch (read from the
+graph's Switch/Merge structure, since an imported GraphDef has no control-flow contexts), one
+with a write (or an If/call whose function writes) among its data ancestors, or a read that
+waits on a write (``assign_moving_average``'s ``ReadVariableOp_1``); and, when another
+output does not, never one whose run performs a write outside every cond branch (the loss
+of DCGAN's training tower, whose ``tf.identity`` waits on ``ema.apply``). A run that fails
+leaves a note with the error's informative line (``Retval[1] does not have value``).
+
+The finder's notes are the report's notes: ``Findings.notes`` (TF2 control flow: If/While
+branch functions it does not read) and those of each layer whose prediction mode it could not
+read (``statistics_used_at_prediction`` None), which gets no mode finding; its value checks
+still run. An assign of a Const (a one-off ``mv.assign([...])`` saved in the graph) is not
+a BN update for ``update-ops-not-in-train-op``.
+
 Before anything runs, the subgraph of the outputs (and any function it calls)
 is searched for ops that touch files or run Python (``UNSAFE_OPS``, ``Save*``,
 ``Restore*``, readers, ``PrintV2`` to a file); if one is there the dynamic
@@ -354,7 +368,46 @@ def _layers(doc):
     dropouts = [{"name": d.name, "kind": d.kind, "keep_prob": d.keep_prob,
                  "convention": d.convention, "mode": d.mode.to_dict() if d.mode else None,
                  "output": d.output} for d in result.dropouts]
+    notes += _finder_notes(doc, result)
     return layers, dropouts, result, notes
+
+
+_TF2_FLOW = ("If", "StatelessIf", "While", "StatelessWhile", "PartitionedCall",
+             "StatefulPartitionedCall")
+
+
+def _finder_notes(doc, result):
+    """The finder's notes the report must show: ``Findings.notes`` (TF2 control flow, ops it
+    could not read) and, per layer, those of a layer whose prediction mode it could not read
+    (``statistics_used_at_prediction`` None) or that name TF2 control flow. When the graph calls
+    functions holding batch-norm ops through TF2 control flow and the finder said nothing of
+    it, a note says those were not analysed (the report is not silently "healthy")."""
+    notes = list(getattr(result, "notes", []) or [])
+    for b in result.bn_layers:
+        unread = b.statistics_used_at_prediction is None
+        for note in b.notes:
+            if unread or note.startswith("TF2 control flow"):
+                line = f"BN layer {b.name}: {note}"
+                if line not in notes:
+                    notes.append(line)
+        if unread and not b.notes:
+            notes.append(f"BN layer {b.name}: whether prediction uses the moving statistics "
+                         "could not be read; no mode finding is reported for it")
+    if not any(n.startswith("TF2 control flow") for n in notes):
+        library = {f.signature.name: f for f in doc.graph_def.library.function}
+        holding = {name: sorted({node.op for node in f.node_def if re.fullmatch(
+            r"FusedBatchNorm\w*|BatchNormWithGlobalNormalization\w*", node.op)})
+                   for name, f in library.items()}
+        callers = sorted((n.name, n.op, holding[a.func.name]) for n in doc.graph_def.node
+                         if n.op in _TF2_FLOW for a in n.attr.values()
+                         if holding.get(a.func.name))
+        if callers:
+            name, op, kinds = callers[0]
+            notes.append(f"TF2 control flow: {op} op {name} calls functions holding "
+                         f"{', '.join(kinds)}; BN ops inside TF2 control flow functions were not "
+                         "analysed (build the graph under tf.compat.v1.disable_v2_behavior() "
+                         "and save it again)")
+    return notes
 
 
 def _import_graph(doc):
@@ -516,19 +569,31 @@ def _update_checks(doc, layers):
     ran = doc.ancestors(train_ops)
     out = []
     for layer in layers:
-        missing = sorted(op for op in layer["_update_ops"] if op not in ran)
+        missing = sorted(op for op in layer["_update_ops"] if op not in ran and
+                         not _constant_assign(doc, op))
         if missing:
             out.append(_finding("update-ops-not-in-train-op", layer["name"],
                                 f"{len(missing)} update op(s) of its moving statistics do not run "
                                 f"with the train op {train_ops[0]} (e.g. {missing[0]})"))
     known = set().union(*(layer["_update_ops"] for layer in layers)) if layers else set()
     stray = [m for m in doc.collection_names("update_ops") if m not in ran and m in doc.nodes
-             and not known & doc.ancestors([m])]  # members no layer's finding covers
+             and not known & doc.ancestors([m]) and not _constant_assign(doc, m)]
+    # (members no layer's finding covers)
     if stray:
         out.append(_finding("update-ops-not-in-train-op", None,
                             f"{len(stray)} UPDATE_OPS member(s) do not run with the train op "
                             f"{train_ops[0]} (e.g. {sorted(stray)[0]})"))
     return out
+
+
+def _constant_assign(doc, name):
+    """An assign whose value is a Const (through Identity/Cast/Fill): a one-off assignment saved
+    in the graph (``mv.assign([1., inf, 2., 1.])`` run once by hand), not a BN update, which
+    computes its value from the batch."""
+    node = doc.nodes.get(name)  # (an AssignAdd of a Const still counts: it moves every step)
+    if node is None or node.op not in ("Assign", "AssignVariableOp") or len(node.input) < 2:
+        return False
+    return doc.static_value(node.input[1]) is not None
 
 
 def _mode_checks(result):
@@ -658,43 +723,120 @@ def _prediction_outputs(graph, doc, layers, dropouts, mode_names):
     tainted = _descendant_names(others, consumers)
     region = _descendant_names(inputs, consumers) - tainted
     region = {n for n in region if not _GRADIENTS.search(n + "/") and n not in doc.training_only}
+    data_consumers = {}
+    for op in ops:
+        for t in op.inputs:
+            data_consumers.setdefault(t.op.name, []).append(op)
+    computed = _descendant_names(inputs, data_consumers)  # data, not control, descendants
+    writers = _writing_functions(doc)
     frontier, sinks = [], []
     for name in sorted(region):
         op = graph.get_operation_by_name(name)
         if op.type in _NOT_OUTPUTS or not op.outputs or op.outputs[0].dtype.is_bool or \
                 op.outputs[0].dtype.name in ("resource", "string", "variant"):
             continue
+        if name not in computed:
+            continue
         data_below = [c for c in consumers.get(name, []) if any(t.op is op for t in c.inputs)]
-        if any(c.name not in region for c in data_below):
-            frontier.append(op.outputs[0].name)
-        elif not data_below and not _in_cond_branch(op) and not _update_result(op):
-            sinks.append(op.outputs[0].name)
-    return frontier or sinks
+        leaves = any(c.name not in region for c in data_below)
+        if not leaves and data_below:
+            continue
+        if _in_cond_branch(op) or _update_result(op, writers, merge=not leaves):
+            continue  # an update's result (never a frontier BN Merge with both branches' outputs)
+        (frontier if leaves else sinks).append(op.outputs[0].name)
+    chosen = frontier or sinks
+    clean = [n for n in chosen if not _runs_writes(graph.get_tensor_by_name(n).op, writers)]
+    return clean or chosen  # when every output writes, running them shows updates-on-inference
+
+
+def _writing_functions(doc):
+    """Names of the graph library's functions holding a write op (TF2 cond/while branches that
+    update a moving statistic), directly or through a function they call."""
+    if doc.graph_def is None:
+        return set()
+    library = {f.signature.name: f for f in doc.graph_def.library.function}
+    calls = {name: {a.func.name for node in f.node_def for a in node.attr.values() if a.func.name}
+             for name, f in library.items()}
+    writes = {name for name, f in library.items()
+              if any(node.op in finder.WRITE_OPS for node in f.node_def)}
+    grown = True
+    while grown:
+        more = {name for name, called in calls.items() if called & writes} - writes
+        writes |= more
+        grown = bool(more)
+    return writes
+
+
+def _calls_writer(op, writers):
+    """An op (If, While, PartitionedCall) whose function attributes name a function that writes."""
+    if not writers:
+        return False
+    for attr in op.node_def.attr.values():
+        if attr.func.name in writers:
+            return True
+    return False
+
+
+def _runs_writes(op, writers):
+    """Whether fetching ``op`` runs a write unconditionally: a write (or an op calling a
+    function that writes) among its data and control ancestors outside every tf.cond branch
+    (DCGAN's ``tf.identity`` under ``control_dependencies([ema.apply(...)])``)."""
+    graph = op.graph
+    for name in _ancestor_ops(op):
+        a = graph.get_operation_by_name(name)
+        if (a.type in finder.WRITE_OPS or _calls_writer(a, writers)) and not _in_cond_branch(a):
+            return True
+    return False
 
 
 def _in_cond_branch(op):
-    """Inside a tf.cond branch: fetching it fails when the branch is not taken."""
-    return op._control_flow_context is not None  # pylint: disable=protected-access
+    """Inside a v1 tf.cond branch: fetching it fails when the branch is not taken.
 
-
-def _update_result(op):
-    """The Merge of an update's tf.cond (tf.layers, Keras): a write is among its ancestors."""
-    if op.type != "Merge":
-        return _writes_upstream(op)
-    return any(a.type in finder.WRITE_OPS for a in
-               (op.graph.get_operation_by_name(n) for n in _ancestor_ops(op)))
-
-
-def _writes_upstream(op):
-    """Whether a write (an assign) is among the op's data ancestors: an update's result, such
-    as the Merge of tf.layers' and Keras' update conds, is not a prediction output."""
+    The control-flow context is lost when a GraphDef is imported, so the structure is read: a
+    Switch among the op's data and control ancestors reached without passing a Merge (the
+    cond's join) puts the op in a branch."""
+    if op._control_flow_context is not None:  # pylint: disable=protected-access
+        return True
     seen, stack = set(), [op]
     while stack:
         o = stack.pop()
         if o.name in seen:
             continue
         seen.add(o.name)
-        if o.type in finder.WRITE_OPS:
+        if o.type in ("Switch", "RefSwitch"):
+            return True
+        if o.type in ("Merge", "RefMerge") or o.type in finder.VARIABLE_OPS:
+            continue
+        stack.extend(t.op for t in o.inputs)
+        stack.extend(o.control_inputs)
+    return False
+
+
+def _update_result(op, writers=frozenset(), merge=True):
+    """An update's result, not a prediction output: a write (an assign, or an If/call whose
+    function writes) among its data ancestors, such as the Merge or Identity of tf.layers' and
+    Keras' update conds, or a read that waits on a write (``assign_moving_average``'s
+    ``ReadVariableOp_1`` after its ``AssignSubVariableOp``)."""
+    if any(c.type in finder.WRITE_OPS for c in op.control_inputs):
+        return True
+    if op.type == "Merge":
+        if not merge:
+            return False
+        return any(a.type in finder.WRITE_OPS for a in
+                   (op.graph.get_operation_by_name(n) for n in _ancestor_ops(op)))
+    return _writes_upstream(op, writers)
+
+
+def _writes_upstream(op, writers=frozenset()):
+    """Whether a write (an assign, or an op calling a function that writes) is among the op's
+    data ancestors: an update's result is not a prediction output."""
+    seen, stack = set(), [op]
+    while stack:
+        o = stack.pop()
+        if o.name in seen:
+            continue
+        seen.add(o.name)
+        if o.type in finder.WRITE_OPS or _calls_writer(o, writers):
             return True
         stack.extend(t.op for t in o.inputs)
     return False
@@ -916,10 +1058,21 @@ def _dynamic(doc, s, layers, dropouts, result, report, given):
     except tf.errors.OpError as err:
         report.pop("outputs", None)
         notes.append(f"not run: running the outputs failed ({type(err).__name__}: "
-                     f"{err.message.splitlines()[0][:200]}); static checks only")
+                     f"{_error_line(err.message)[:200]}); static checks only")
         return []
     finally:
         sess.close()
+
+
+def _error_line(message):
+    """The informative line of a TensorFlow error (``Retval[1] does not have value``), not its
+    header (``Graph execution error:``), the ``Detected at node`` trace or the ``[[...]]`` tail."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    told = [line for line in lines if not line.startswith((
+        "Graph execution error", "Detected at node", "File ", "[[", "Node:", "Traceback",
+        "Original stack trace", "(most recent call last)"))
+        and not line.startswith(("for ", "Error in"))]
+    return (told or lines or [""])[0]
 
 
 def _client_feeds(doc, feeds, batch, notes):
