@@ -627,3 +627,53 @@ def test_fused_bn_is_training_only_when_it_normalises_with_batch_statistics():
         return g.as_graph_def()
     assert inf.training_only_ops(graph_def(False)) == []
     assert inf.training_only_ops(graph_def(True)) == ["FusedBatchNormV3 bn"]
+
+
+def test_a_variant_that_cannot_run_while_timed_is_a_report_line(tmp_path):
+    """TF2 control flow (If ops reading resource variables): the frozen graph cannot run. The
+    frozen artefact fails, and the latency of the variants that cannot run is None with the
+    reason, not a traceback; the report is not ok (exit 1)."""
+    was = tf.control_flow_v2_enabled(), tf.resource_variables_enabled()
+    with tf.Graph().as_default() as g, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tf.enable_control_flow_v2()
+        tf.enable_resource_variables()
+        try:
+            x = tf.placeholder(tf.float32, [None, C], name="x")
+            training = tf.placeholder_with_default(False, [], name="training")
+            tf.identity(tf.layers.batch_normalization(x, training=training, name="bn"), name="y")
+        finally:
+            if not was[0]:
+                tf.disable_control_flow_v2()
+            if not was[1]:
+                tf.disable_resource_variables()
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "m.ckpt"))
+    report = inf.to_inference(prefix, ["y"], str(tmp_path / "o"), formats=["frozen"], latency_runs=1)
+    reason = "cannot run: InvalidArgumentError: Return readvariableop -> ReadVariableOp:value:0 is not found."
+    assert report["artefacts"]["frozen"]["error"] == reason and not report["ok"]
+    assert report["latency_ms"]["frozen_unfolded"] is None and report["latency_ms"]["folded"] is None
+    assert report["latency_errors"] == {"frozen_unfolded": reason, "folded": reason}
+    assert set(report["latency_ms"]["original"]) == {"1", "64"}
+    text = inf.format_report(report)
+    assert f"    folded                   -         -  {reason}" in text.splitlines()
+    assert text.splitlines()[-1] == "FAILED: frozen could not be verified and was not written (exit 1)"
+
+
+def test_a_random_original_cannot_be_verified(tmp_path):
+    """Dropout always on (a constant rate, pix2pix style): the original graph's output is random,
+    so no artefact can be compared with it: "cannot verify", never "DIFFERS"."""
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, C], name="x")
+        w = tf.Variable(RNG.normal(size=(C, 3)).astype(np.float32), name="w")
+        tf.identity(tf.nn.dropout(tf.matmul(x, w), rate=0.5), name="y")
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "m.ckpt"))
+    report = inf.to_inference(prefix, ["y"], str(tmp_path / "o"), formats=["frozen"], latency_runs=0)
+    assert report["original_deterministic"] is False and not report["ok"]
+    text = inf.format_report(report)
+    assert "DIFFERS" not in text
+    assert text.splitlines()[-1] == ("FAILED: cannot verify: the original graph's output is random (not "
+                                     "deterministic): the same batch run twice gives other values (exit 1)")

@@ -1085,7 +1085,7 @@ def measure_latency(runners, batches, runs=30, seed=0, progress=None, errors=Non
             try:
                 runners[v].run(batches[s])
             except Exception as err:  # pylint: disable=broad-except
-                errors.setdefault(v, f"cannot run: {type(err).__name__}: {fmt.one_line(err)}")
+                errors.setdefault(v, f"cannot run: {type(err).__name__}: {_run_error(err)}")
     live = {v: r for v, r in runners.items() if v not in errors}
     rng = np.random.default_rng(seed)
     times = {(v, s): [] for v in live for s in batches}
@@ -1096,6 +1096,19 @@ def measure_latency(runners, batches, runs=30, seed=0, progress=None, errors=Non
             bar.update(1)
     return {v: None if v in errors else {str(s): float(np.median(times[(v, s)])) for s in batches}
             for v in runners}
+
+
+def _run_error(err, limit=300):
+    """The line of a runtime exception that says what went wrong: TF's graph errors open with
+    "Graph execution error:" and the Python stack of the failing node, then the reason (e.g.
+    "Return readvariableop -> ReadVariableOp:value:0 is not found.")."""
+    text = getattr(err, "message", None) or str(err)
+    lines = [line.strip() for line in str(text).splitlines()
+             if line.strip() and not line.startswith((" ", "\t"))]
+    skip = ("Graph execution error", "Detected at node", "[[", "File ")
+    lines = [line for line in lines if not line.startswith(skip)] or lines or ["(no message)"]
+    line = lines[0]
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _timed_round(runners, batches, keys, times, rng, time):
@@ -1185,6 +1198,8 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             original = fmt.open_session(graph, sess, conv["outputs"], conv["feeds"])
             reference = {s: [np.asarray(v, np.float64) for v in original.run(b)]
                          for s, b in checks.items()}
+            deterministic = not _random_ops(graph, conv["outputs"]) or _same_outputs(
+                original.run(checks[max(checks)]), reference[max(checks)])
             bar.update(1, done="reference run")
             with tempfile.TemporaryDirectory() as tmp:
                 staged, artefacts, skipped = _write_formats(
@@ -1195,7 +1210,8 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                     artefacts[name] = _verify_artefact(fmt, name, staged_path, conv["inputs"],
                                                        served_outputs, reference, checks,
                                                        tolerance, runners if latency_runs else None)
-                    bar.update(1, done=f"{name} verified")
+                    bar.update(1, done=f"{name} " + (
+                        "failed" if artefacts[name].get("error") else "compared"))
                 bar.update(len(formats) - len(staged))  # skipped or failed: nothing to verify
                 latency, latency_errors = {}, {}
                 if latency_runs:
@@ -1204,7 +1220,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                             runners[variant] = fmt.open_graph_def(graph_def, served_outputs)
                         except Exception as err:  # pylint: disable=broad-except
                             latency_errors[variant] = (f"cannot run: {type(err).__name__}: "
-                                                       f"{fmt.one_line(err)}")
+                                                       f"{_run_error(err)}")
                     latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners},
                                               timing, latency_runs, progress=progress,
                                               errors=latency_errors)
@@ -1217,7 +1233,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     finally:
         sess.close()
     finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
-    ok = finite and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
+    ok = finite and deterministic and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
                         and a["deterministic"] for a in artefacts.values()) and not latency_errors
     return {"source": path, "inputs": conv["inputs"], "outputs": served_outputs,
             "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
@@ -1228,7 +1244,27 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             "ops_unfolded": conv["ops_unfolded"], "training_ops_left": conv["training_ops_left"],
             "artefacts": artefacts, "skipped": skipped, "latency_ms": latency,
             "latency_runs": latency_runs, "latency_errors": latency_errors,
-            "tolerance": tolerance, "original_finite": bool(finite), "ok": bool(ok)}
+            "tolerance": tolerance, "original_finite": bool(finite),
+            "original_deterministic": bool(deterministic), "ok": bool(ok)}
+
+
+RANDOM_OPS = ("RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
+              "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomShuffle", "Multinomial")
+
+
+def _random_ops(graph, outputs):
+    """The stateful random ops the outputs depend on (data inputs): with one, the original
+    graph's output may be random (a dropout always on); a graph whose output changes only
+    because it updates variables at prediction has none."""
+    ops = [graph.get_tensor_by_name(name).op for name in outputs]
+    return sorted(op.name for op in graphs.ancestors(ops, control=False) if op.type in RANDOM_OPS)
+
+
+def _same_outputs(got, want):
+    """The same bits (NaN equal to NaN) in every output: a graph run twice on the same batch
+    with no random op gives this."""
+    return all(np.array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64), equal_nan=True)
+               for a, b in zip(got, want))
 
 
 def _check_out(out_dir, formats, fmt):
@@ -1348,7 +1384,7 @@ def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolera
         result = verify(runner, reference, checks, tolerance)
     except Exception as err:  # pylint: disable=broad-except
         runner.close()
-        return _failed_entry(f"cannot run: {type(err).__name__}: {fmt.one_line(err)}")
+        return _failed_entry(f"cannot run: {type(err).__name__}: {_run_error(err)}")
     if name in ("onnx", "tflite") and runners is not None:
         runners["onnxruntime" if name == "onnx" else "tflite"] = runner
     else:
@@ -1423,7 +1459,7 @@ def format_report(report):
             lines.append(f"    {name:<12} FAILED   {a['error']} (not written)")
             continue
         verdict = "ok" if a["within_tolerance"] and a["batch_independent"] and a["deterministic"] \
-            else "DIFFERS"
+            else "DIFFERS" if report.get("original_deterministic", True) else "UNVERIFIED"
         lines.append(f"    {name:<12} {verdict:<8} max |diff| {a['max_abs_diff']:<10.3g} batch "
                      f"independent {str(a['batch_independent']):<5} deterministic "
                      f"{str(a['deterministic']):<5} {a['bytes']:>10,} bytes  {a['path']}")
@@ -1441,7 +1477,12 @@ def format_report(report):
     if not report["original_finite"]:
         lines.append("  ! the original graph's outputs are not finite (NaN/inf) on the check inputs")
     failed = [n for n, a in report["artefacts"].items() if a.get("error")]
-    if failed:
+    if not report.get("original_deterministic", True):
+        lines.append("FAILED: cannot verify: the original graph's output is random (not "
+                     "deterministic): the same batch run twice gives other values" + (
+                         f"; {', '.join(failed)} could not run either" if failed else "") +
+                     " (exit 1)")
+    elif failed:
         lines.append(f"FAILED: {', '.join(failed)} could not be verified and "
                      f"{'was' if len(failed) == 1 else 'were'} not written (exit 1)")
     elif report.get("latency_errors"):
