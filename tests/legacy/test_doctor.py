@@ -538,10 +538,7 @@ def test_tf2_control_flow_layers_are_not_misread(tmp_path):
     """Built with control flow v2 (If ops, as under disable_eager_execution alone): a non-fused
     tf.layers BN with an inf moving variance still gets stats-not-finite, no mode finding; the
     fused BN inside If functions is not analysed, and the notes say so."""
-    from tensorflow.python.ops import control_flow_util  # pylint: disable=import-outside-toplevel
-    was = control_flow_util.ENABLE_CONTROL_FLOW_V2
-    control_flow_util.ENABLE_CONTROL_FLOW_V2 = True
-    try:
+    with support.tf2_control_flow():
         with tf.Graph().as_default() as g, tf.variable_scope("", use_resource=True):
             x = tf.placeholder(tf.float32, [None, 4], name="x")
             training = tf.placeholder_with_default(False, [], name="training")
@@ -555,8 +552,6 @@ def test_tf2_control_flow_layers_are_not_misread(tmp_path):
                 variance = [v for v in tf.global_variables() if v.op.name == "bn/moving_variance"]
                 sess.run(variance[0].assign([1.0, np.inf, 2.0, 1.0]))
                 prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
-    finally:
-        control_flow_util.ENABLE_CONTROL_FLOW_V2 = was
     report = doctor.diagnose(prefix)
     assert [(f["id"], f["layer"]) for f in report["findings"]] == [("stats-not-finite", "bn")]
     assert any(n.startswith("TF2 control flow") and "FusedBatchNorm" in n for n in report["notes"])

@@ -503,16 +503,9 @@ def test_pow_minus_half_and_a_decay_schedule():
 def control_flow_v2():
     """TF2 control flow (If ops), as a TF 2.x script that only calls disable_eager_execution()
     builds it; restored afterwards (the test process otherwise runs control flow v1)."""
-    from tensorflow.python.ops import control_flow_util  # pylint: disable=import-outside-toplevel
-    saved, resource = control_flow_util.ENABLE_CONTROL_FLOW_V2, tf.resource_variables_enabled()
-    control_flow_util.ENABLE_CONTROL_FLOW_V2 = True
-    tf.enable_resource_variables()
-    try:
+    import support  # pylint: disable=import-outside-toplevel
+    with support.tf2_control_flow():
         yield
-    finally:
-        control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved
-        if not resource:
-            tf.disable_resource_variables()
 
 
 def test_tf2_control_flow_if_ops(control_flow_v2):  # pylint: disable=redefined-outer-name,unused-argument

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
+import support
 
 from legacy_artefacts import SUITE, legacy_artefact  # noqa: F401  pylint: disable=unused-import
 from tf1_repro import cli
@@ -633,20 +634,12 @@ def test_a_variant_that_cannot_run_while_timed_is_a_report_line(tmp_path):
     """TF2 control flow (If ops reading resource variables): the frozen graph cannot run. The
     frozen artefact fails, and the latency of the variants that cannot run is None with the
     reason, not a traceback; the report is not ok (exit 1)."""
-    was = tf.control_flow_v2_enabled(), tf.resource_variables_enabled()
     with tf.Graph().as_default() as g, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        tf.enable_control_flow_v2()
-        tf.enable_resource_variables()
-        try:
+        with support.tf2_control_flow():
             x = tf.placeholder(tf.float32, [None, C], name="x")
             training = tf.placeholder_with_default(False, [], name="training")
             tf.identity(tf.layers.batch_normalization(x, training=training, name="bn"), name="y")
-        finally:
-            if not was[0]:
-                tf.disable_control_flow_v2()
-            if not was[1]:
-                tf.disable_resource_variables()
         with tf.Session(graph=g) as sess:
             sess.run(tf.global_variables_initializer())
             prefix = tf.train.Saver().save(sess, str(tmp_path / "m.ckpt"))

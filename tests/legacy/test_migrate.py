@@ -17,6 +17,7 @@ from tf1_repro.legacy import implementations, migrate
 from tf1_repro.model import train
 
 import legacy_builders as lb
+import support
 from tests.conftest import tf
 
 ROLES = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -453,16 +454,8 @@ def test_vanilla_dropout_keep_prob_must_come_from_data(tmp_path, capsys):
 
 def _control_flow_v2_bn(xs, training):
     """tf.layers BN built under TF2 control flow (If ops), as without disable_v2_behavior()."""
-    was = tf.control_flow_v2_enabled(), tf.resource_variables_enabled()
-    tf.enable_control_flow_v2()
-    tf.enable_resource_variables()
-    try:
+    with support.tf2_control_flow():
         return [tf.layers.batch_normalization(xs["x"], training=training, name="bn")]
-    finally:
-        if not was[0]:
-            tf.disable_control_flow_v2()
-        if not was[1]:
-            tf.disable_resource_variables()
 
 
 @pytest.mark.filterwarnings("ignore:`tf.layers")

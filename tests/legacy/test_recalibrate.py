@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
+import support
 
 from tf1_repro import cli
 from tf1_repro.layers.bn import article_variable_names, bn_layer
@@ -720,16 +721,8 @@ def test_relative_paths_write_a_state_file_that_finds_the_checkpoint(work, blobs
 def _control_flow_v2_bn(x, training):
     """tf.layers BN with a training placeholder built under TF2 control flow (If ops, as a graph
     built with only disable_eager_execution() has)."""
-    was = tf.control_flow_v2_enabled(), tf.resource_variables_enabled()
-    tf.enable_control_flow_v2()
-    tf.enable_resource_variables()
-    try:
+    with support.tf2_control_flow():
         return tf.layers.batch_normalization(x, training=training, name="bn")
-    finally:
-        if not was[0]:
-            tf.disable_control_flow_v2()
-        if not was[1]:
-            tf.disable_resource_variables()
 
 
 @pytest.mark.filterwarnings("ignore:`tf.layers")

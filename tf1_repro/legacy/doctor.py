@@ -822,24 +822,15 @@ def _update_result(op, writers=frozenset(), merge=True):
     if op.type == "Merge":
         if not merge:
             return False
-        return any(a.type in finder.WRITE_OPS for a in
-                   (op.graph.get_operation_by_name(n) for n in _ancestor_ops(op)))
+        return graphs.any_ancestor([op], lambda o: o.type in finder.WRITE_OPS)
     return _writes_upstream(op, writers)
 
 
 def _writes_upstream(op, writers=frozenset()):
     """Whether a write (an assign, or an op calling a function that writes) is among the op's
     data ancestors: an update's result is not a prediction output."""
-    seen, stack = set(), [op]
-    while stack:
-        o = stack.pop()
-        if o.name in seen:
-            continue
-        seen.add(o.name)
-        if o.type in finder.WRITE_OPS or _calls_writer(o, writers):
-            return True
-        stack.extend(t.op for t in o.inputs)
-    return False
+    return graphs.any_ancestor([op], lambda o: o.type in finder.WRITE_OPS or _calls_writer(o, writers),
+                               control=False)
 
 
 def _ancestor_ops(op):

@@ -39,11 +39,11 @@ import re
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.legacy import graphs
+from tf1_repro.legacy import finder, graphs
 
 SWITCH_OPS = ("Switch", "RefSwitch")
 MERGE_OPS = ("Merge", "RefMerge")
-VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable")
+VARIABLE_OPS = finder.VARIABLE_OPS
 PLACEHOLDER_OPS = ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault")
 # Never evaluated at conversion time, whatever their inputs.
 NOT_FOLDABLE = SWITCH_OPS + MERGE_OPS + VARIABLE_OPS + PLACEHOLDER_OPS + (

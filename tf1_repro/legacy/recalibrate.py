@@ -81,13 +81,13 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.legacy import artefacts, graphs, loader
+from tf1_repro.legacy import artefacts, finder, graphs, loader
 
 WHERE = "recalibrate"
 UNIT_ROUNDOFF = 2.0 ** -24
 CHECK_ULPS = 64
 DEFAULT_BATCH = 256
-VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp")
+VARIABLE_OPS = finder.VARIABLE_OPS
 SCOPE = "tf1_repro_recalibrate"
 
 
@@ -803,7 +803,6 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
     Returns the report (a JSON-able dict). Raises RecalibrateError (nothing written).
     """
     if find is None:
-        from tf1_repro.legacy import finder  # pylint: disable=import-outside-toplevel
         find = finder.find
     _check_settings(batch_size, max_samples, labels, predictions)
     bar_factory = progress or _no_progress
