@@ -62,7 +62,7 @@ def test_wheel_declares_console_script_dependencies_and_every_subpackage(tmp_pat
     assert entry_points["console_scripts"]["tf1-repro"] == "tf1_repro.cli:main"
     packages = {os.path.dirname(n) for n in names if n.startswith("tf1_repro/") and n.endswith(".py")}
     assert packages == {"tf1_repro", "tf1_repro/layers", "tf1_repro/model", "tf1_repro/experiments",
-                        "tf1_repro/legacy", "tf1_repro/bench"} | {p for p in packages if p.count("/") > 1}
+                        "tf1_repro/tools", "tf1_repro/graph", "tf1_repro/comparisons", "tf1_repro/bench"} | {p for p in packages if p.count("/") > 1}
     requires = {line.split(":", 1)[1].strip().split(" ")[0].split(">")[0].split("<")[0]
                 for line in metadata.splitlines() if line.startswith("Requires-Dist:")
                 and "extra ==" not in line}

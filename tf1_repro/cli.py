@@ -222,7 +222,7 @@ def _add_compare(commands):
 
 
 def _run_compare(args):
-    from tf1_repro.legacy import compare  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import compare  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():  # tf.layers' deprecation notice
         warnings.simplefilter("ignore", UserWarning)
         result = compare.compare(seed=args.seed, train_steps=args.train_steps)
@@ -263,7 +263,7 @@ def _add_audits(commands):
 
 
 def _load_builder(args, where):
-    from tf1_repro.legacy import loader  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import loader  # pylint: disable=import-outside-toplevel
     try:
         return loader.load(args.builder, where)
     except loader.BuilderError as err:
@@ -271,8 +271,8 @@ def _load_builder(args, where):
 
 
 def _run_audit(args):
-    from tf1_repro.legacy import audit  # pylint: disable=import-outside-toplevel
-    from tf1_repro.legacy import loader  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import audit  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import loader  # pylint: disable=import-outside-toplevel
     func = _load_builder(args, "audit")
     try:
         with warnings.catch_warnings():
@@ -289,8 +289,8 @@ def _run_audit(args):
 
 
 def _run_audit_dropout(args):
-    from tf1_repro.legacy import audit_dropout  # pylint: disable=import-outside-toplevel
-    from tf1_repro.legacy import loader  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import audit_dropout  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import loader  # pylint: disable=import-outside-toplevel
     func = _load_builder(args, "audit-dropout")
     try:
         report = audit_dropout.audit_dropout(func, args.keep_prob)
@@ -329,7 +329,7 @@ def _add_checkpoint_tools(commands):
 
 
 def _run_convert(args):
-    from tf1_repro.legacy import checkpoints  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import checkpoints  # pylint: disable=import-outside-toplevel
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -341,7 +341,7 @@ def _run_convert(args):
 
 
 def _run_export(args):
-    from tf1_repro.legacy import export  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import export  # pylint: disable=import-outside-toplevel
     try:
         result = export.export(args.checkpoint, args.out)
     except ValueError as err:
@@ -446,7 +446,7 @@ def _add_to_inference(commands):
 
 
 def _run_to_inference(args):
-    from tf1_repro.legacy import inference  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools import inference  # pylint: disable=import-outside-toplevel
     prog = "python -m tf1_repro to-inference"
     try:
         feeds = dict(inference.parse_feed(f) for f in args.feed)
@@ -503,7 +503,7 @@ def _add_doctor(commands):
 
 
 def _run_doctor(args):
-    from tf1_repro.legacy import doctor  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools import doctor  # pylint: disable=import-outside-toplevel
     prog = "python -m tf1_repro doctor"
     try:
         feeds = dict(doctor.parse_feed(f) for f in args.feed)
@@ -613,7 +613,7 @@ def _add_recalibrate(commands):
 
 
 def _run_recalibrate(args):
-    from tf1_repro.legacy import recalibrate  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools import recalibrate  # pylint: disable=import-outside-toplevel
     try:
         feeds = dict(recalibrate.parse_feed(item) for item in args.feed)
         with warnings.catch_warnings():
@@ -653,7 +653,8 @@ def _add_find(commands):
 
 
 def _run_find(args):
-    from tf1_repro.legacy import artefacts, finder  # pylint: disable=import-outside-toplevel
+    from tf1_repro.graph import artefacts
+    from tf1_repro.tools import finder  # pylint: disable=import-outside-toplevel
     try:
         art = artefacts.load(args.path)
         if art.graph_def is None:
@@ -737,7 +738,8 @@ def _add_migrate(commands):
 
 
 def _run_migrate(args):
-    from tf1_repro.legacy import keras3_worker, migrate  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import keras3_worker
+    from tf1_repro.tools import migrate  # pylint: disable=import-outside-toplevel
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -754,7 +756,7 @@ def _run_migrate(args):
 
 
 def _run_compare_keras3(args):
-    from tf1_repro.legacy import compare_keras3  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons import compare_keras3  # pylint: disable=import-outside-toplevel
     result = compare_keras3.compare(seed=args.seed, train_steps=args.train_steps)
     print(compare_keras3.format_compare(result))
     _write_json(args.json, result)

@@ -15,7 +15,7 @@ import numpy as np
 import keras
 
 from tf1_repro.keras import ArticleBatchNormalization, InvertedDropout, VanillaDropout
-from tf1_repro.legacy import keras3_worker
+from tf1_repro.comparisons import keras3_worker
 
 
 def replay(arrays):

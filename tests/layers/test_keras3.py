@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from tf1_repro.legacy.compare_keras3 import article_run
+from tf1_repro.comparisons.compare_keras3 import article_run
 from tests.support import TESTS
 
 pytestmark = pytest.mark.slow  # one Keras 3 child process for the module, ~7 s
@@ -104,7 +104,7 @@ def test_bad_arguments_name_the_argument(proof):
 
 
 def test_importing_tf1_repro_keras_is_explicit():
-    code = ("import sys, tf1_repro, tf1_repro.layers, tf1_repro.legacy.naming; "
+    code = ("import sys, tf1_repro, tf1_repro.layers, tf1_repro.tools.naming; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           timeout=120)

@@ -34,7 +34,7 @@ IMAGE = (224, 224, 3)
 def _build_resnet50():
     """ResNet-50 in TF1 style in the default graph; returns the number of BN layers built."""
     import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
-    from tf1_repro.legacy.implementations import tf_layers_batch_normalization  # pylint: disable=import-outside-toplevel
+    from tf1_repro.comparisons.implementations import tf_layers_batch_normalization  # pylint: disable=import-outside-toplevel
     batch_norm = tf_layers_batch_normalization()
     count = [0]
 
@@ -116,7 +116,7 @@ def _import_seconds():
 def run(rounds=3, out_dir=None, log=print):
     """Measure; returns a JSON-able dict of seconds (median and min of ``rounds``)."""
     import warnings  # pylint: disable=import-outside-toplevel
-    from tf1_repro.legacy import doctor  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools import doctor  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         prefix, layers, params = build(out_dir or tmp)

@@ -103,7 +103,8 @@ def _floor_graph_def():
 def run(repeat=30, seed=0, progress=None):
     """Build, convert, verify and time; returns the measurements (JSON-able). ``progress``: a
     progress factory (``tf1_repro.progress.factory()``) for the conversion and the rounds."""
-    from tf1_repro.legacy import formats, inference  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools import formats
+    from tf1_repro.tools import inference  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(tmp, "ckpt", "model.ckpt")
         _train_and_save(prefix, seed)
@@ -148,7 +149,7 @@ def run(repeat=30, seed=0, progress=None):
 
 def _compute_ops(graph_def):
     """Op counts without Const/Identity/Placeholder: what runs per prediction."""
-    from tf1_repro.legacy import inference  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools import inference  # pylint: disable=import-outside-toplevel
     return {op: n for op, n in inference.op_counts(graph_def).items()
             if op not in ("Const", "Identity", "Placeholder")}
 

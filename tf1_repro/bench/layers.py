@@ -32,7 +32,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro import progress as progress_display
 from tf1_repro.model import data
-from tf1_repro.legacy import implementations as legacy
+from tf1_repro.comparisons import implementations
 from tf1_repro.layers.bn import bn_layer, bn_variables
 from tf1_repro.layers.fast_bn import fast_bn_layer
 from tf1_repro.model import ArticleModel
@@ -72,7 +72,7 @@ def _build_case(impl, shape, mode, seed):
         elif impl == "fused":
             y, updates, params = _fused_kernel(x, training)
         elif impl == "tf.layers":
-            y = legacy.tf_layers_batch_normalization()(x, training=flag, momentum=DECAY, epsilon=EPS,
+            y = implementations.tf_layers_batch_normalization()(x, training=flag, momentum=DECAY, epsilon=EPS,
                                                        fused=False)
             updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
             params = tuple(tf.trainable_variables())

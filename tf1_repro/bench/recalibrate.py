@@ -46,7 +46,7 @@ def _prediction_pass(prefix, func, feeds):
     """Samples/s of plain prediction (fetch ``ArgMax``) over ``func()``'s batches with the mode
     ``feeds`` ({name: value}, those recalibrate uses), one ``Session.make_callable`` call per
     batch, as recalibrate's passes run."""
-    from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
+    from tf1_repro.graph import artefacts  # pylint: disable=import-outside-toplevel
     graph, sess = artefacts.load(prefix).open()
     with sess:
         x, predictions = graph.get_tensor_by_name("x:0"), graph.get_tensor_by_name("ArgMax:0")
@@ -64,14 +64,14 @@ def run(samples=1_000_000, batch=1000, rounds=3, out_dir=None, log=print):
     """Train the demo model, then ``rounds`` x (plain prediction pass, recalibration) over ``samples``
     generated samples; medians over rounds (the machine is shared, so single timings are noisy)."""
     from tf1_repro import progress  # pylint: disable=import-outside-toplevel
-    from tf1_repro.legacy import recalibrate as rc  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools import recalibrate as rc  # pylint: disable=import-outside-toplevel
     from tf1_repro.model import demo  # pylint: disable=import-outside-toplevel
     out_dir = out_dir or tempfile.mkdtemp(prefix="tf1_repro_recalibrate_bench_")
     trained = demo.run_demo(steps=300, out_dir=os.path.join(out_dir, "demo"), log=lambda _: None)
     rss = []
     func = generator(samples, batch, rss)
     data = rc.Data(f"recalibrate_bench.generator({samples}, {batch})", "generator", func=func)
-    from tf1_repro.legacy import artefacts  # pylint: disable=import-outside-toplevel
+    from tf1_repro.graph import artefacts  # pylint: disable=import-outside-toplevel
     feeds = {name.split(":")[0]: value
              for name, value in artefacts.load(trained["checkpoint"]).find().prediction_feeds().items()}
     predict, passes, readings = [], {}, []

@@ -1,0 +1,43 @@
+"""What users give the tools besides the model: ``--feed NAME=VALUE`` and ``--data FILE.npz``."""
+
+import json
+
+import numpy as np
+
+from tf1_repro.graph.errors import InputError, exception_line
+
+
+def parse_feed(text):
+    """``NAME=VALUE`` -> (NAME, value) with VALUE ``true``/``false``, an integer, a float or a
+    JSON list; ``ValueError`` saying what is allowed and what was received."""
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not value:
+        raise ValueError(f"--feed must be NAME=VALUE (e.g. training=false), got {text!r}")
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
+    for cast in (int, float):
+        try:
+            return name, cast(value)
+        except ValueError:
+            pass
+    try:
+        return name, np.asarray(json.loads(value))
+    except ValueError:
+        raise ValueError(f"--feed {name}: VALUE must be true, false, a number or a JSON list, "
+                         f"got {value!r}") from None
+
+
+
+def load_npz(path, where, what="--data"):
+    """``{name: array}`` from an ``.npz`` file (no pickles); ``InputError`` naming ``what`` and
+    the file when it cannot be read or holds no array. ``where`` opens the message (the tool)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: np.asarray(npz[key]) for key in npz.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise InputError(f"{where}: {what} {path}: not a readable .npz file "
+                         f"({exception_line(err, 160)})") from None
+    if not arrays:
+        raise InputError(f"{where}: {what} must hold at least one array, got {path!r} (empty)")
+    return arrays
