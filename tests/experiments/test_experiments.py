@@ -129,6 +129,24 @@ def test_tensorboard_events_hold_the_graph_and_scalars(tmp_path):
     assert any(n.op == "Switch" for n in ops.node) and any("ema" in n.name for n in ops.node)
 
 
+def test_a_rerun_replaces_its_tensorboard_run(tmp_path):
+    first = experiments.run_experiment("dropout-scaling", SMALL["dropout-scaling"], logdir=str(tmp_path))
+    second = experiments.run_experiment("dropout-scaling", SMALL["dropout-scaling"], logdir=str(tmp_path))
+    assert first["logdir"] == second["logdir"]
+    files = os.listdir(second["logdir"])
+    assert len(files) == 1 and files[0].startswith("events.out.tfevents")
+    scalars = {}
+    for event in tf.train.summary_iterator(os.path.join(second["logdir"], files[0])):
+        for v in event.summary.value:
+            scalars.setdefault(v.tag, []).append((event.step, v.simple_value))
+    # dropout-scaling's measured ratios are scalars like every other experiment's series
+    ratios = dict(scalars["expectation_ratio/mean_training_output_/_prediction_output"])
+    claims = {c["id"]: c for c in second["claims"]}
+    assert abs(ratios[0] - claims["inverted-expectation"]["measured"]) < 1e-6
+    assert abs(ratios[1] - claims["vanilla-expectation"]["measured"]) < 1e-6
+    assert abs(ratios[2] - 1 / claims["double-scaling-detected"]["measured"]) < 1e-5
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "tf1_repro", "experiment", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)

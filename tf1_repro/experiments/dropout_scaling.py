@@ -17,7 +17,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.layers.dropout import (inverted_dropout, keep_prob_placeholder, source_formula_dropout,
                                vanilla_dropout_predict, vanilla_dropout_train)
-from tf1_repro.experiments.core import Claim, Param, Result, keep_prob, register
+from tf1_repro.experiments.core import Claim, Param, Result, Series, keep_prob, register
 
 UNITS = 1000
 MASKS = 2000
@@ -85,5 +85,12 @@ def run(p, seed, bn):  # pylint: disable=unused-argument
         headers=["convention", "training", "prediction", "mean training output",
                  "mean prediction output", "training / prediction"],
         rows=rows, claims=claims, graph=graph,
+        series={"expectation_ratio": Series(
+            [0, 1, 2], {"mean training output / prediction output": [inv_ratio, van_ratio, 1 / mixed_ratio],
+                        "expected": [1.0, 1.0, 1 / k]},
+            f"convention (keep_prob {k:g}, {MASKS} masks x {UNITS} units)", "training / prediction",
+            theory=["expected"],
+            categories=["inverted (tf.nn.dropout)", "vanilla", "mixed (mistake)"],
+            claim="double-scaling-detected")},
         notes=[f"kept fraction {kept:.4f} (keep_prob {k:g}); kept units of tf.nn.dropout equal "
                f"x/{k:g}: {bool(np.allclose(tfd[tfd != 0], np.broadcast_to(x_value, tfd.shape)[tfd != 0] / np.float32(k)))}"])

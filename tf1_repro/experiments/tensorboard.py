@@ -28,8 +28,15 @@ def _histogram(values, bins=30):
 
 
 def write_result(logdir, name, result):
-    """Write one run under ``logdir/name``; returns that folder."""
+    """Write one run under ``logdir/name``, replacing the event files an earlier run of it left
+    there (a second event file in one run folder makes TensorBoard warn and overwrite the graph);
+    returns that folder."""
     run_dir = os.path.join(logdir, name)
+    if os.path.isdir(run_dir):
+        for entry in os.listdir(run_dir):
+            path = os.path.join(run_dir, entry)
+            if entry.startswith("events.out.tfevents.") and os.path.isfile(path):
+                os.remove(path)
     writer = tf.summary.FileWriter(run_dir, graph=result.graph)
     try:
         for series_name, series in result.series.items():
