@@ -9,21 +9,21 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from tf1_repro import cli
-from tf1_repro.graph import feeds, safety, walk
+from tf1_repro.graph import feeds as user_feeds, safety, walk
 from tf1_repro.comparisons.implementations import tf_layers_batch_normalization
 
 
 def test_parse_feed_values_and_errors():
-    assert feeds.parse_feed("training=false") == ("training", False)
-    assert feeds.parse_feed(" keep_prob = 1.0") == ("keep_prob", 1.0)
-    assert feeds.parse_feed("phase=0") == ("phase", 0)
-    name, value = feeds.parse_feed("mask=[1, 0]")
+    assert user_feeds.parse_feed("training=false") == ("training", False)
+    assert user_feeds.parse_feed(" keep_prob = 1.0") == ("keep_prob", 1.0)
+    assert user_feeds.parse_feed("phase=0") == ("phase", 0)
+    name, value = user_feeds.parse_feed("mask=[1, 0]")
     assert name == "mask" and value.tolist() == [1, 0]
     with pytest.raises(ValueError, match=r"^--feed must be NAME=VALUE \(e.g. training=false\), got 'training'$"):
-        feeds.parse_feed("training")
+        user_feeds.parse_feed("training")
     with pytest.raises(ValueError, match=r"^--feed training: VALUE must be true, false, a number or a "
                                          r"JSON list, got 'no'$"):
-        feeds.parse_feed("training=no")
+        user_feeds.parse_feed("training=no")
 
 
 def test_ancestors_follow_control_inputs_only_when_asked():

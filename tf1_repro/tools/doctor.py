@@ -95,7 +95,7 @@ import re
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.graph import artefacts, feeds, safety, walk
+from tf1_repro.graph import artefacts, feeds as user_feeds, safety, walk
 from tf1_repro.tools import finder
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -168,7 +168,7 @@ def settings(path, feeds=None, input_shapes=None, data=None, run=True):
                               f"{type(value).__name__}")
         if isinstance(value, str):  # the command line's syntax: true/false, a number, a JSON list
             try:
-                value = feeds.parse_feed(f"{name}={value}")[1]
+                value = user_feeds.parse_feed(f"{name}={value}")[1]
             except ValueError as err:
                 raise DoctorError(f"{WHERE}: {err}") from None
         checked[name] = value
@@ -201,11 +201,11 @@ def load_data(path):
 
 
 def parse_feed(text):
-    """``NAME=VALUE`` -> (NAME, value) by ``feeds.parse_feed`` (true/false, a number or a JSON
+    """``NAME=VALUE`` -> (NAME, value) by ``user_feeds.parse_feed`` (true/false, a number or a JSON
     list); ValueError when malformed, its message without the leading ``--feed`` (the command
     line adds it). The value is typed by the placeholder's dtype later, with or without a run."""
     try:
-        return feeds.parse_feed(text)
+        return user_feeds.parse_feed(text)
     except ValueError as err:
         raise ValueError(str(err).removeprefix("--feed").lstrip()) from None
 
@@ -851,14 +851,14 @@ def _descendant_names(ops, consumers):
 
 
 def _feed_value(tensor, value, where):
-    """``value`` (bool, number, list or array; text parsed by ``feeds.parse_feed``) typed by
+    """``value`` (bool, number, list or array; text parsed by ``user_feeds.parse_feed``) typed by
     the tensor's dtype: a bool tensor takes true/false (or 0/1), a number tensor takes numbers
     (not true/false), an integer tensor whole numbers; the shape must fit the tensor's.
     DoctorError naming the feed otherwise (checked whether or not anything runs)."""
     dtype = tensor.dtype.base_dtype
     if isinstance(value, str):
         try:
-            value = feeds.parse_feed(f"{where}={value}")[1]
+            value = user_feeds.parse_feed(f"{where}={value}")[1]
         except ValueError as err:
             raise DoctorError(f"{WHERE}: {err}") from None
     array = np.asarray(value)

@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro.tools import finder
-from tf1_repro.graph import feeds, safety, walk
+from tf1_repro.graph import feeds as user_feeds, safety, walk
 from tf1_repro.graph.ops import (FUSED_BN_OPS, GLOBAL_BN_OP, MERGE_OPS, PLACEHOLDER_OPS,
                                  STATEFUL_RANDOM_OPS, SWITCH_OPS, VARIABLE_OPS, WRITE_OPS)
 
@@ -1407,9 +1407,9 @@ def _open_artefact(fmt, name, path, inputs, outputs):
 
 
 def parse_feed(text):
-    """``NAME=VALUE`` -> (NAME, value) (see ``feeds.parse_feed``); ``InferenceError`` otherwise."""
+    """``NAME=VALUE`` -> (NAME, value) (see ``user_feeds.parse_feed``); ``InferenceError`` otherwise."""
     try:
-        return feeds.parse_feed(text)
+        return user_feeds.parse_feed(text)
     except ValueError as err:
         raise InferenceError(str(err)) from None
 

@@ -81,7 +81,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tf1_repro.graph import artefacts, feeds, safety, walk
+from tf1_repro.graph import artefacts, feeds as user_feeds, safety, walk
 from tf1_repro.graph.control_flow import tf2_control_flow
 from tf1_repro.graph.ops import VARIABLE_OPS
 from tf1_repro.tools import finder
@@ -518,9 +518,9 @@ def _open(prefix, meta):
 # ---------------------------------------------------------------- feeds
 
 def parse_feed(text):
-    """``NAME=VALUE`` -> (NAME, value) (see ``feeds.parse_feed``); ``RecalibrateError`` otherwise."""
+    """``NAME=VALUE`` -> (NAME, value) (see ``user_feeds.parse_feed``); ``RecalibrateError`` otherwise."""
     try:
-        return feeds.parse_feed(text)
+        return user_feeds.parse_feed(text)
     except ValueError as err:
         raise RecalibrateError(f"{WHERE}: {err}") from None
 
