@@ -135,7 +135,10 @@ def saved_model(params):
 
 
 def _check_classes(config, module):
-    """Refuse a class that ``module`` (``keras`` or ``tf_keras``) does not define built in."""
+    """Refuse a class that ``module`` (``keras`` or ``tf_keras``) does not define built in: one
+    of its layers, initializers... modules has it, or (Keras 3) the Keras module the config
+    names does."""
+    import importlib  # pylint: disable=import-outside-toplevel
     from tf1_repro.graph.artefacts.readers import keras_config  # pylint: disable=import-outside-toplevel
     homes = [module.layers, module.initializers, module.regularizers, module.constraints,
              module.activations, module.models, module.losses, module.metrics]
@@ -144,6 +147,13 @@ def _check_classes(config, module):
         name, cls = keras_config.spec_name(spec), spec["class_name"]
         if keras_config.is_data(cls) or cls in known or any(hasattr(h, cls) for h in homes):
             continue
+        where = spec.get("module")
+        if module.__name__ == "keras" and where and where.split(".")[0] == "keras":
+            try:
+                if hasattr(importlib.import_module(where), cls):
+                    continue
+            except ImportError:
+                pass
         raise Refused(keras_config.custom_message(name, cls, spec.get("module")))
 
 
