@@ -25,7 +25,8 @@ def test_every_reader_declares_its_format_and_rule():
         assert "Recognised" in reader.__doc__ and callable(reader.recognise) and callable(reader.read)
 
 
-def test_each_file_goes_to_its_reader_and_the_new_readers_take_only_theirs(tf2_models, suite_artefact):  # noqa: F811
+def test_each_file_goes_to_its_reader_and_no_new_reader_takes_another(
+        tf2_models, suite_artefact):  # noqa: F811
     folder, _ = tf2_models
     samples = {
         os.path.join(folder, "tfk_saved_model"): "saved_model_tf2",
