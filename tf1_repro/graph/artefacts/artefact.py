@@ -1,13 +1,13 @@
-"""Open what TF1 training left behind: a checkpoint (with its ``.meta``), a ``.meta`` graph, a
-SavedModel or a frozen GraphDef, read-only.
+"""The ``Artefact`` a format reader returns, and ``ArtefactError``.
 
-``load(path)`` recognises the format and reads the graph (and the checkpoint's
-index) without running anything; ``Artefact.open()`` imports the graph into a
-new ``tf.Graph`` and restores the variables into a new Session. The restore
-assigns each variable from the checkpoint through ops this module adds to the
-imported graph, so none of the user's own save/restore ops run (a SavedModel
-is restored by the SavedModel loader, which runs its restore op). Nothing is
-ever written.
+An ``Artefact`` holds what was read without running anything: the graph (``graph_def``; for
+TF2 SavedModels and Keras files, the chosen signature frozen into one graph whose variables are
+Consts), the TF1 meta graph and checkpoint prefix where there are some. ``open()`` imports the
+graph into a new ``tf.Graph`` and restores the variables into a new Session. The restore
+assigns each variable from the checkpoint through ops this module adds to the imported graph,
+so none of the user's own save/restore ops run (a TF1 SavedModel whose variables are not found
+by name is restored by the SavedModel loader, which runs its restore op). Nothing is ever
+written.
 """
 
 import os
@@ -16,9 +16,6 @@ import numpy as np
 
 from tf1_repro.graph.errors import InputError
 
-FORMATS = ("checkpoint", "meta_graph", "saved_model", "frozen_graph")
-
-
 class ArtefactError(InputError):
     """An unreadable artefact: one line naming the file and what is wrong (exit status 2)."""
 
@@ -26,6 +23,7 @@ class ArtefactError(InputError):
 class Artefact:
     """A loaded artefact; see ``load``."""
 
+    # pylint: disable=too-many-instance-attributes,too-many-arguments
     def __init__(self, fmt, source, graph_def=None, meta_graph=None, checkpoint=None, tags=None):
         self.format = fmt
         self.source = source
@@ -33,6 +31,15 @@ class Artefact:
         self.meta_graph = meta_graph
         self.checkpoint = checkpoint
         self.tags = tags
+        # TF2 SavedModels and Keras files (see their readers): the frozen signature's facts
+        self.signature_defs = None   # {name: SignatureDef} when there is no TF1 meta graph
+        self.signature = None        # the signature frozen into graph_def
+        self.inputs = {}             # {signature input key: tensor name in graph_def}
+        self.outputs = {}            # {signature output key: tensor name in graph_def}
+        self.variable_paths = {}     # {frozen Const node name: object path of its variable}
+        self.checkpoint_keys = {}    # {frozen Const node name: key in variables/ or weights file}
+        self.bn_configs = []         # Keras files: [{name, class_name, momentum, epsilon, axis}]
+        self.notes = []              # what the reader could not do, and why
         self._reader = None
         self._consts = None
 
@@ -42,7 +49,18 @@ class Artefact:
     @property
     def signatures(self):
         """``{name: SignatureDef}`` of a SavedModel (or a meta graph that has them)."""
+        if self.signature_defs is not None:
+            return dict(self.signature_defs)
         return dict(self.meta_graph.signature_def) if self.meta_graph is not None else {}
+
+    @property
+    def signature_names(self):
+        """The signature names, sorted (``__saved_model_init_op`` is not a signature)."""
+        return sorted(k for k in self.signatures if k != "__saved_model_init_op")
+
+    def variable_values(self):
+        """``{object path: np.ndarray}`` of the frozen graph's variables (TF2 and Keras)."""
+        return {path: np.asarray(self.read(const)) for const, path in self.variable_paths.items()}
 
     # ---- checkpoint values
 
@@ -55,7 +73,7 @@ class Artefact:
                 self._reader = tf.train.load_checkpoint(self.checkpoint)
             except Exception as err:  # pylint: disable=broad-except
                 raise ArtefactError(f"{self.checkpoint}: unreadable checkpoint "
-                                    f"({_first_line(err)})") from None
+                                    f"({first_line(err)})") from None
         return self._reader
 
     def variables(self):
@@ -92,7 +110,7 @@ class Artefact:
                     tf.import_graph_def(self.graph_def, name="")
             except Exception as err:  # pylint: disable=broad-except
                 raise ArtefactError(f"{self.source}: the graph cannot be imported into TensorFlow "
-                                    f"{tf.__version__} ({_first_line(err)})") from None
+                                    f"{tf.__version__} ({first_line(err)})") from None
         return graph
 
     def find(self):
@@ -131,7 +149,7 @@ class Artefact:
             except Exception as err:  # pylint: disable=broad-except
                 sess.close()
                 raise ArtefactError(f"{self.source}: the SavedModel cannot be loaded "
-                                    f"({_first_line(err)})") from None
+                                    f"({first_line(err)})") from None
             return graph, sess
         if self.graph_def is None and self.meta_graph is None:
             raise ArtefactError(f"{self.source}: a checkpoint without its .meta graph has no graph "
@@ -183,125 +201,10 @@ def finder_restore_scope():
     return finder.RESTORE_SCOPE
 
 
-def _first_line(err):
+def first_line(err):
+    """``Type: first line`` of an exception, at most 300 characters."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
-
-
-def load(path):
-    """The artefact at ``path``; ``ArtefactError`` (one line) when it cannot be read."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"artefacts.load: path must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        for name in ("saved_model.pb", "saved_model.pbtxt"):
-            if os.path.isfile(os.path.join(path, name)):
-                return _saved_model(path, os.path.join(path, name))
-        prefix = latest_checkpoint(path)
-        if prefix is None:
-            raise ArtefactError(f"{path}: a directory with no checkpoint (.index) and no "
-                                f"saved_model.pb")
-        return _checkpoint(prefix, path)
-    if path.endswith(".meta"):
-        if not os.path.isfile(path):
-            raise ArtefactError(f"{path}: no such file")
-        prefix = path[: -len(".meta")]
-        meta = _read_meta(path)
-        has_ckpt = os.path.isfile(prefix + ".index")
-        return Artefact("meta_graph", path, meta.graph_def, meta, prefix if has_ckpt else None)
-    if os.path.isfile(path + ".index"):
-        return _checkpoint(path, path)
-    if path.endswith((".index",)) and os.path.isfile(path):
-        return _checkpoint(path[: -len(".index")], path)
-    if not os.path.exists(path):
-        raise ArtefactError(f"{path}: no such file or checkpoint prefix")
-    if os.path.basename(path) in ("saved_model.pb", "saved_model.pbtxt"):
-        return _saved_model(os.path.dirname(path) or ".", path)
-    if path.endswith((".pb", ".pbtxt", ".txt")):
-        return Artefact("frozen_graph", path, _read_graph_def(path))
-    raise ArtefactError(f"{path}: not a checkpoint, .meta, SavedModel or frozen graph (.pb/.pbtxt)")
-
-
-def latest_checkpoint(directory):
-    """The newest checkpoint prefix in ``directory`` (its own files, even when the state file
-    names another folder), or None."""
-    import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
-    try:
-        prefix = tf.train.latest_checkpoint(directory)
-    except Exception:  # pylint: disable=broad-except
-        prefix = None
-    if prefix:
-        # a copied directory's state file may still name the original folder: read this one's
-        local = os.path.join(directory, os.path.basename(prefix))
-        if os.path.isfile(local + ".index"):
-            return local
-        if os.path.isfile(prefix + ".index"):
-            return prefix
-    indexes = sorted((f for f in os.listdir(directory) if f.endswith(".index")),
-                     key=lambda f: os.path.getmtime(os.path.join(directory, f)))
-    return os.path.join(directory, indexes[-1][: -len(".index")]) if indexes else None
-
-
-def _checkpoint(prefix, source):
-    meta = _read_meta(prefix + ".meta") if os.path.isfile(prefix + ".meta") else None
-    art = Artefact("checkpoint", source, meta.graph_def if meta else None, meta, prefix)
-    art.variables()  # fails now, with one line, if the checkpoint is unreadable
-    return art
-
-
-def _read_meta(path):
-    from tensorflow.core.protobuf import meta_graph_pb2  # pylint: disable=import-outside-toplevel
-    meta = meta_graph_pb2.MetaGraphDef()
-    try:
-        with open(path, "rb") as f:
-            meta.ParseFromString(f.read())
-    except Exception as err:  # pylint: disable=broad-except
-        raise ArtefactError(f"{path}: not a MetaGraphDef ({_first_line(err)})") from None
-    return meta
-
-
-def _read_graph_def(path):
-    from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
-    from tensorflow.core.framework import graph_pb2  # pylint: disable=import-outside-toplevel
-    graph_def = graph_pb2.GraphDef()
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        if path.endswith(".pb"):
-            graph_def.ParseFromString(data)
-        else:
-            text_format.Parse(data.decode("utf-8"), graph_def)
-    except Exception as err:  # pylint: disable=broad-except
-        raise ArtefactError(f"{path}: not a GraphDef ({_first_line(err)})") from None
-    if not graph_def.node:
-        raise ArtefactError(f"{path}: a GraphDef with no nodes")
-    return graph_def
-
-
-def _saved_model(directory, pb_path):
-    from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
-    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
-    sm = saved_model_pb2.SavedModel()
-    try:
-        with open(pb_path, "rb") as f:
-            data = f.read()
-        if pb_path.endswith(".pbtxt"):
-            text_format.Parse(data.decode("utf-8"), sm)
-        else:
-            sm.ParseFromString(data)
-    except Exception as err:  # pylint: disable=broad-except
-        raise ArtefactError(f"{pb_path}: not a SavedModel ({_first_line(err)})") from None
-    if not sm.meta_graphs:
-        raise ArtefactError(f"{pb_path}: a SavedModel with no meta graph")
-    chosen = sm.meta_graphs[0]
-    for mg in sm.meta_graphs:
-        if "serve" in mg.meta_info_def.tags:
-            chosen = mg
-            break
-    tags = list(chosen.meta_info_def.tags)
-    prefix = os.path.join(directory, "variables", "variables")
-    return Artefact("saved_model", directory, chosen.graph_def, chosen,
-                    prefix if os.path.isfile(prefix + ".index") else None, tags)
 
 
 def values_of(art, names):
