@@ -441,6 +441,8 @@ def _add_to_inference(commands):
     p.add_argument("--latency-runs", type=int, default=30, metavar="N",
                    help="interleaved timing rounds (default 30; 0 skips timing)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print each serving pass: name, nodes before -> after, what changed")
     progress.add_quiet_flag(p)
     p.set_defaults(run=_run_to_inference)
 
@@ -473,6 +475,8 @@ def _run_to_inference(args):
     except inference.InferenceError as err:
         raise UsageError(f"{prog}: error: {err}") from None
     print(inference.format_report(report))
+    if args.verbose:
+        print(inference.format_passes(report["passes"]))
     _write_json(args.json, report)
     return 0 if report["ok"] else 1
 

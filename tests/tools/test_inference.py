@@ -12,7 +12,8 @@ import support
 
 from model_suite import SUITE, suite_artefact  # noqa: F401  pylint: disable=unused-import
 from tf1_repro import cli
-from tf1_repro.tools import doctor, formats, inference as inf
+from tf1_repro.tools import doctor, inference as inf
+from tf1_repro.tools.inference import formats
 from tf1_repro.model import ArticleModel
 
 RNG = np.random.default_rng(7)

@@ -103,7 +103,7 @@ def _floor_graph_def():
 def run(repeat=30, seed=0, progress=None):
     """Build, convert, verify and time; returns the measurements (JSON-able). ``progress``: a
     progress factory (``tf1_repro.progress.factory()``) for the conversion and the rounds."""
-    from tf1_repro.tools import formats
+    from tf1_repro.tools.inference import formats  # pylint: disable=import-outside-toplevel
     from tf1_repro.tools import inference  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(tmp, "ckpt", "model.ckpt")

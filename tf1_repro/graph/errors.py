@@ -33,3 +33,31 @@ def one_line(err, limit=300):
 def exception_line(err, limit=300):
     """``Type: informative line`` of an exception (for errors from libraries and user code)."""
     return f"{type(err).__name__}: {one_line(err, limit)}"[:limit]
+
+
+# Two variants of ``one_line`` that to-inference's reports have always shown; they pick another
+# line than ``one_line`` for some messages, so they stay as they are (the reports stay identical).
+
+_RUN_HEADERS = ("Graph execution error", "Detected at node", "[[", "File ")
+
+
+def run_error_line(err, limit=300):
+    """The line of a runtime exception that says what went wrong, among its unindented lines:
+    TF's graph errors open with "Graph execution error:" and the Python stack of the failing
+    node, then the reason (e.g. "Return readvariableop -> ReadVariableOp:value:0 is not found.").
+    Unlike ``one_line``, indented lines are never chosen and fewer headers are skipped."""
+    text = getattr(err, "message", None) or str(err)
+    lines = [line.strip() for line in str(text).splitlines()
+             if line.strip() and not line.startswith((" ", "\t"))]
+    lines = [line for line in lines if not line.startswith(_RUN_HEADERS)] or lines or ["(no message)"]
+    line = lines[0]
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def error_word_line(text, limit=300):
+    """The first line of ``text`` that says "error" (else its first line), at most ``limit``
+    characters: what a report shows of a converter's or runtime's exception."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    line = (errors or lines or ["(no message)"])[0]
+    return line if len(line) <= limit else line[:limit - 3] + "..."

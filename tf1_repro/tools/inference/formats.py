@@ -1,4 +1,5 @@
-"""Writers and runners of serving artefacts made from a frozen prediction GraphDef.
+"""Writers and runners of serving artefacts made from a frozen prediction GraphDef (moved from
+``tf1_repro.tools.formats`` into the to-inference package by the rewrite).
 
 Each writer takes the frozen GraphDef, the input and output tensor names
 ("x:0") and a path; each ``open_*`` returns ``run(feeds) -> [arrays]`` where
@@ -26,6 +27,8 @@ import warnings
 
 import numpy as np
 import tensorflow.compat.v1 as tf
+
+from tf1_repro.graph.errors import error_word_line
 
 FORMATS = ("saved_model", "frozen", "onnx", "tflite")
 FILE_NAMES = {"saved_model": "saved_model", "frozen": "frozen_graph.pb", "onnx": "model.onnx",
@@ -162,13 +165,8 @@ def _tflite_reason(text):
     return one_line(text), False
 
 
-def one_line(text, limit=300):
-    """The first line of ``text`` that says "error" (else its first line), at most ``limit``
-    characters: what a report shows of a converter's or runtime's exception."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    line = (errors or lines or ["(no message)"])[0]
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+# what a report shows of a converter's or runtime's exception (the first line saying "error")
+one_line = error_word_line
 
 
 # ---- runners ------------------------------------------------------------------------------

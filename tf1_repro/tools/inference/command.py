@@ -1,0 +1,318 @@
+"""``to_inference``: load the artefact, convert (``convert.convert``), write the formats
+(``formats``) into a scratch directory, verify each against the original graph run with the
+prediction feeds (``verify``), time the variants (``latency``) and move what ran into ``--out``.
+(Moved from ``tools/inference.py``; the report gains ``passes``: one record per pass run.)"""
+
+import numpy as np
+
+from tf1_repro.graph import safety
+from tf1_repro.graph.errors import run_error_line
+from tf1_repro.graph.feeds import parse_feed as _parse_feed
+from tf1_repro.graph.graphdef import make_identity, node_name, nodes_by_name, tensor_dtypes, tensor_name, with_nodes
+from tf1_repro.tools.inference.convert import convert
+from tf1_repro.tools.inference.errors import InferenceError
+from tf1_repro.tools.inference.latency import VARIANTS, measure_latency
+from tf1_repro.tools.inference.verify import input_shapes, make_batches, random_ops, same_outputs, verify
+
+def open_model(path):
+    """(graph, sess, findings) through ``tf1_repro.graph.artefacts``: a checkpoint prefix or
+    directory (with its .meta), a .meta file with its checkpoint, a SavedModel or a frozen
+    graph; the variables restored (only the restore runs). Caller closes sess."""
+    from tf1_repro.graph import artefacts  # pylint: disable=import-outside-toplevel
+    try:
+        art = artefacts.load(path)
+        if art.format == "meta_graph" and art.checkpoint is None:
+            raise InferenceError(f"PATH: {path} has no checkpoint beside it (no "
+                                 f"{path[:-len('.meta')]}.index): the variables have no values")
+        if art.graph_def is None and art.meta_graph is None:
+            raise InferenceError(f"PATH: checkpoint {path} has no .meta graph beside it; give the "
+                                 f"graph as a .meta, SavedModel or frozen graph")
+        findings = art.find()
+        graph, sess = art.open()
+    except artefacts.ArtefactError as err:
+        raise InferenceError(f"PATH: {err}") from None
+    return graph, sess, findings
+
+
+def _add_aliases(graph_def, aliases):
+    """Identity nodes named ``aliases[tensor]`` on output tensors (e.g. output_logits)."""
+    by_name = nodes_by_name(graph_def)
+    dtypes = tensor_dtypes(graph_def, list(aliases))
+    extra = []
+    for tensor, alias in aliases.items():
+        if alias in by_name:
+            raise InferenceError(f"aliases: {alias!r} is already a node of the graph")
+        extra.append(make_identity(alias, tensor, dtypes[tensor]))
+    return with_nodes(graph_def, list(graph_def.node) + extra)
+
+
+def _check_formats(formats):
+    from tf1_repro.tools.inference import formats as fmt  # pylint: disable=import-outside-toplevel
+    bad = [f for f in formats if f not in fmt.FORMATS]
+    if bad or not formats:
+        raise InferenceError(f"--formats must be a comma-separated subset of "
+                             f"{','.join(fmt.FORMATS)}, got {','.join(formats) or 'nothing'}")
+    return list(dict.fromkeys(formats))
+
+
+def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
+                 formats=("saved_model", "frozen", "onnx", "tflite"), data=None, latency_runs=30,
+                 tolerance=1e-4, aliases=None, input_keys=None, output_keys=None, log=None,
+                 progress=None):
+    """Load ``path``, convert (see ``convert``), write the formats into a scratch directory,
+    verify each there against the original graph run with the prediction feeds (batch 1 and
+    16), time the variants (batch 1 and 64, ``latency_runs`` interleaved rounds; 0 skips),
+    then move into ``out_dir`` every artefact that ran (verified or not: the report says);
+    one that a converter or runtime failed on is reported with a one-line ``error`` and not
+    written.
+
+    Runs the user's graph (prediction feeds only: no training op). Returns the report
+    (JSON-able); ``report["ok"]`` is False when an artefact differs or cannot run. Raises
+    InferenceError for bad input or an op a format cannot take (nothing written then).
+    ``progress``: a progress factory (``tf1_repro.progress.factory()``; None shows nothing)
+    that starts once the input is checked: one unit per stage (reference run, each format
+    written, each verified, moving), and a bar of timing rounds.
+    """
+    import tempfile  # pylint: disable=import-outside-toplevel
+    from tf1_repro import progress as progress_display  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools.inference import formats as fmt  # pylint: disable=import-outside-toplevel
+    log = log or (lambda line: None)
+    formats = _check_formats(list(formats))
+    if not outputs:
+        raise InferenceError("--outputs must name at least one tensor")
+    targets = _check_out(out_dir, formats, fmt)
+    if data is not None:
+        _check_data_arrays(data)
+    graph, sess, findings = open_model(path)
+    try:
+        conv = convert(graph, sess, outputs, findings, inputs=inputs, feeds=feeds, fold=fold)
+        unsafe = safety.unsafe_to_run(graph, conv["outputs"])
+        if unsafe:
+            raise InferenceError(safety.refusal(unsafe, ", ".join(conv["outputs"])))
+        _check_inputs(graph, conv["inputs"], data)
+        served_outputs = conv["outputs"]
+        folded, unfolded = conv["folded"], conv["unfolded"]
+        if aliases:
+            aliases = {tensor_name(k): v for k, v in aliases.items()}
+            folded = _add_aliases(folded, aliases)
+            unfolded = _add_aliases(unfolded, aliases)
+            served_outputs = [f"{aliases[o]}:0" if o in aliases else o for o in served_outputs]
+        shapes = input_shapes(graph, conv["inputs"]) if data is None else {
+            i: [None] + list(np.asarray(data.get(i, data.get(node_name(i)))).shape[1:])
+            for i in conv["inputs"]}
+        # Every refusal of bad input comes before the display starts (its lines would precede
+        # the one-line error); only an op a converter cannot take is found later.
+        stages = 2 + 2 * len(formats)
+        with progress_display.resolve(progress)("to-inference", stages, "stage") as bar:
+            checks = make_batches(graph, conv["inputs"], data, (1, 16))
+            timing = make_batches(graph, conv["inputs"], data, (1, 64), seed=1) if latency_runs else {}
+            original = fmt.open_session(graph, sess, conv["outputs"], conv["feeds"])
+            reference = {s: [np.asarray(v, np.float64) for v in original.run(b)]
+                         for s, b in checks.items()}
+            deterministic = not random_ops(graph, conv["outputs"]) or same_outputs(
+                original.run(checks[max(checks)]), reference[max(checks)])
+            bar.update(1, done="reference run")
+            with tempfile.TemporaryDirectory() as tmp:
+                staged, artefacts, skipped = _write_formats(
+                    fmt, formats, folded, conv["inputs"], served_outputs, shapes, tmp, input_keys,
+                    output_keys, log, bar)
+                runners = {"original": original}
+                for name, staged_path in staged.items():
+                    artefacts[name] = _verify_artefact(fmt, name, staged_path, conv["inputs"],
+                                                       served_outputs, reference, checks,
+                                                       tolerance, runners if latency_runs else None)
+                    bar.update(1, done=f"{name} " + (
+                        "failed" if artefacts[name].get("error") else "compared"))
+                bar.update(len(formats) - len(staged))  # skipped or failed: nothing to verify
+                latency, latency_errors = {}, {}
+                if latency_runs:
+                    for variant, graph_def in (("frozen_unfolded", unfolded), ("folded", folded)):
+                        try:
+                            runners[variant] = fmt.open_graph_def(graph_def, served_outputs)
+                        except Exception as err:  # pylint: disable=broad-except
+                            latency_errors[variant] = (f"cannot run: {type(err).__name__}: "
+                                                       f"{run_error_line(err)}")
+                    latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners},
+                                              timing, latency_runs, progress=progress,
+                                              errors=latency_errors)
+                    latency.update({v: None for v in latency_errors})
+                for runner in runners.values():
+                    runner.close()
+                _move_verified(staged, artefacts, targets, out_dir)
+                artefacts = {n: artefacts[n] for n in formats if n in artefacts}
+                bar.update(1, done="moved")
+    finally:
+        sess.close()
+    finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
+    ok = finite and deterministic and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
+                        and a["deterministic"] for a in artefacts.values()) and not latency_errors
+    return {"source": path, "inputs": conv["inputs"], "outputs": served_outputs,
+            "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
+            "dropouts_removed": conv["dropouts_removed"], "dropouts_kept": conv["dropouts_kept"],
+            "dropouts_scaled": conv["dropouts_scaled"],
+            "update_ops_dropped": conv["update_ops_dropped"],
+            "ops_before": conv["ops_before"], "ops_after": conv["ops_after"],
+            "ops_unfolded": conv["ops_unfolded"], "training_ops_left": conv["training_ops_left"],
+            "passes": conv["passes"],
+            "artefacts": artefacts, "skipped": skipped, "latency_ms": latency,
+            "latency_runs": latency_runs, "latency_errors": latency_errors,
+            "tolerance": tolerance, "original_finite": bool(finite),
+            "original_deterministic": bool(deterministic), "ok": bool(ok)}
+
+
+
+
+def _check_out(out_dir, formats, fmt):
+    """{format: target path} in ``out_dir``; InferenceError when ``out_dir`` is a file, lies
+    under a file or an unwritable directory, or already holds one of the targets."""
+    import os  # pylint: disable=import-outside-toplevel
+    if not out_dir:
+        raise InferenceError("--out must name a directory (new or without the artefacts' names), "
+                             "got ''")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InferenceError(f"--out must be a directory (new or without the artefacts' names), "
+                             f"got {out_dir!r}: an existing file")
+    parent = os.path.abspath(out_dir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InferenceError(f"--out must be a directory that can be created, got {out_dir!r}: "
+                             f"{parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InferenceError(f"--out must be a directory that can be written, got {out_dir!r}: "
+                             f"{parent} is not writable")
+    targets = {f: os.path.join(out_dir, fmt.FILE_NAMES[f]) for f in formats}
+    taken = [p for p in targets.values() if os.path.lexists(p)]
+    if taken:
+        raise InferenceError(f"--out: {taken[0]} exists already; give an empty directory")
+    return targets
+
+
+def _check_data_arrays(data):
+    """InferenceError for a --data array with no rows, no batch axis or a non-numeric dtype."""
+    for key, value in data.items():
+        value = np.asarray(value)
+        if value.ndim == 0 or value.shape[0] == 0:
+            raise InferenceError(f"--data: array {key} must have at least one row (shape (N, ...) "
+                                 f"with N >= 1), got shape {value.shape}")
+        if value.dtype.kind not in "biuf":
+            raise InferenceError(f"--data: array {key} must be numeric or bool, got dtype "
+                                 f"{value.dtype}")
+
+
+def _shape_text(dims):
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + \
+        ("," if len(dims) == 1 else "") + ")"
+
+
+def _check_inputs(graph, inputs, data):
+    """InferenceError when an input has a fixed batch size (verification runs batches of 1 and
+    16) or a --data array does not fit its placeholder's shape (rank and every known dimension
+    after the batch)."""
+    for name in inputs:
+        shape = graph.get_tensor_by_name(name).shape
+        dims = shape.as_list() if shape.rank is not None else None
+        if dims and dims[0] is not None:
+            raise InferenceError(f"--inputs: input {name} must have an unknown (None) batch "
+                                 f"dimension (verification runs batches of 1 and 16), got shape "
+                                 f"{_shape_text(dims)}")
+        if data is None or dims is None:
+            continue
+        key = name if name in data else node_name(name)
+        if key not in data:
+            raise InferenceError(f"--data: no array named {node_name(name)} "
+                                 f"(has {', '.join(sorted(data)) or 'none'})")
+        got = np.asarray(data[key]).shape
+        if len(got) != len(dims) or any(d is not None and d != g for d, g in zip(dims[1:], got[1:])):
+            raise InferenceError(f"--data: array {key} must have shape {_shape_text([None] + dims[1:])} "
+                                 f"to feed input {name}, got {_shape_text(list(got))}")
+
+
+def _write_formats(fmt, formats, graph_def, inputs, outputs, shapes, tmp, input_keys, output_keys,
+                   log, bar):
+    """Convert into the scratch directory ``tmp``. Returns ({format: staged path},
+    {format: failed artefact entry}, {format: install hint}). A missing package skips its format
+    (logged); an op a format cannot take raises InferenceError (nothing is in --out yet); any
+    other converter failure is that format's one-line ``error``."""
+    import os  # pylint: disable=import-outside-toplevel
+    staged, failed, skipped = {}, {}, {}
+    for name in formats:
+        path = os.path.join(tmp, fmt.FILE_NAMES[name])
+        try:
+            if name == "saved_model":
+                fmt.write_saved_model(graph_def, inputs, outputs, path, input_keys, output_keys)
+            elif name == "frozen":
+                fmt.write_frozen(graph_def, path)
+            elif name == "onnx":
+                fmt.write_onnx(graph_def, inputs, outputs, path)
+            else:
+                fmt.write_tflite(graph_def, inputs, outputs, shapes, path)
+        except fmt.FormatUnavailable as err:
+            log(str(err))
+            skipped[name] = str(err)
+        except fmt.UnsupportedOp as err:
+            raise InferenceError(str(err)) from None
+        except fmt.FormatError as err:
+            failed[name] = _failed_entry(f"cannot convert: {str(err).partition(': ')[2]}")
+        except Exception as err:  # pylint: disable=broad-except
+            failed[name] = _failed_entry(f"cannot convert: {type(err).__name__}: "
+                                         f"{fmt.one_line(err)}")
+        else:
+            staged[name] = path
+        bar.update(1, done=f"{name} written")
+    return staged, failed, skipped
+
+
+def _failed_entry(error):
+    return {"path": None, "error": error, "max_abs_diff": None, "within_tolerance": False,
+            "batch_independent": False, "deterministic": False, "bytes": 0}
+
+
+def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolerance, runners):
+    """The artefact's report entry: ``verify`` of its runner, or a one-line ``error`` when it
+    cannot be opened or run. Its runner is kept in ``runners`` (for timing) when given."""
+    try:
+        runner = _open_artefact(fmt, name, path, inputs, outputs)
+    except Exception as err:  # pylint: disable=broad-except
+        return _failed_entry(f"cannot load: {type(err).__name__}: {fmt.one_line(err)}")
+    try:
+        result = verify(runner, reference, checks, tolerance)
+    except Exception as err:  # pylint: disable=broad-except
+        runner.close()
+        return _failed_entry(f"cannot run: {type(err).__name__}: {run_error_line(err)}")
+    if name in ("onnx", "tflite") and runners is not None:
+        runners["onnxruntime" if name == "onnx" else "tflite"] = runner
+    else:
+        runner.close()  # one model in memory at a time when nothing is timed
+    return {"path": path, "error": None, **result, "bytes": fmt.file_size(path)}
+
+
+def _move_verified(staged, artefacts, targets, out_dir):
+    """Move each staged artefact that ran (no ``error``) into ``out_dir``; its entry's path
+    becomes the target. Failed ones stay in the scratch directory (deleted with it)."""
+    import os  # pylint: disable=import-outside-toplevel
+    import shutil  # pylint: disable=import-outside-toplevel
+    ran = [n for n in staged if not artefacts[n].get("error")]
+    if ran:
+        os.makedirs(out_dir, exist_ok=True)
+    for name in ran:
+        shutil.move(staged[name], targets[name])
+        artefacts[name]["path"] = targets[name]
+
+
+def _open_artefact(fmt, name, path, inputs, outputs):
+    if name == "saved_model":
+        return fmt.open_saved_model(path, inputs, outputs)
+    if name == "frozen":
+        return fmt.open_frozen(path, outputs)
+    if name == "onnx":
+        return fmt.open_onnx(path, outputs)
+    return fmt.open_tflite(path, inputs, outputs)
+
+
+def parse_feed(text):
+    """``NAME=VALUE`` -> (NAME, value) (see ``feeds.parse_feed``); ``InferenceError`` otherwise."""
+    try:
+        return _parse_feed(text)
+    except ValueError as err:
+        raise InferenceError(str(err)) from None

@@ -1,0 +1,88 @@
+"""The to-inference report as text (``format_report``, unchanged by the rewrite) and the
+passes' records as text (``format_passes``, what ``--verbose`` prints)."""
+
+def _ops_line(counts, width=100):
+    text = ", ".join(f"{op} {n}" for op, n in counts.items())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def format_report(report):
+    """The report as text (what the command prints)."""
+    lines = [f"to-inference {report['source']}: inputs {', '.join(report['inputs'])} -> outputs "
+             f"{', '.join(report['outputs'])}",
+             f"  prediction feeds bound: " + (", ".join(f"{k}={v}" for k, v in report['feeds'].items())
+                                             or "none"),
+             f"  ops before ({sum(report['ops_before'].values())}): {_ops_line(report['ops_before'])}",
+             f"  ops after  ({sum(report['ops_after'].values())}): {_ops_line(report['ops_after'])}"]
+    for bn in report["bn_layers"]:
+        state = f"folded into {bn.get('into')}" if bn["folded"] else f"kept: {bn['reason']}"
+        lines.append(f"  BN {bn['name']} ({bn['kind']}): {state}")
+    if report["dropouts_removed"]:
+        lines.append(f"  dropouts removed (identity at prediction): "
+                     f"{', '.join(report['dropouts_removed'])}")
+    for d in report.get("dropouts_scaled", []):
+        lines.append(f"  dropout {d['name']} (vanilla): prediction multiplies by keep_prob="
+                     f"{d['keep_prob']}")
+    for d in report["dropouts_kept"]:
+        lines.append(f"  dropout {d['name']} kept: {d['reason']}")
+    if report["update_ops_dropped"]:
+        lines.append(f"  ! update ops that ran at prediction were dropped: "
+                     f"{', '.join(report['update_ops_dropped'])}")
+    if report["training_ops_left"]:
+        lines.append(f"  ! training-only ops left: {', '.join(report['training_ops_left'][:8])}")
+    lines.append(f"  artefacts (vs the original graph, batch 1 and 16; tolerance "
+                 f"{report['tolerance']:g} x max(1, |output|)):")
+    for name, a in report["artefacts"].items():
+        if a.get("error"):
+            lines.append(f"    {name:<12} FAILED   {a['error']} (not written)")
+            continue
+        verdict = "ok" if a["within_tolerance"] and a["batch_independent"] and a["deterministic"] \
+            else "DIFFERS" if report.get("original_deterministic", True) else "UNVERIFIED"
+        lines.append(f"    {name:<12} {verdict:<8} max |diff| {a['max_abs_diff']:<10.3g} batch "
+                     f"independent {str(a['batch_independent']):<5} deterministic "
+                     f"{str(a['deterministic']):<5} {a['bytes']:>10,} bytes  {a['path']}")
+    for name, hint in report["skipped"].items():
+        lines.append(f"    {name:<12} skipped  ({hint})")
+    if report["latency_ms"]:
+        lines.append(f"  latency, median of {report['latency_runs']} interleaved runs (ms):")
+        lines.append(f"    {'variant':<16} {'batch 1':>9} {'batch 64':>9}")
+        for variant, t in report["latency_ms"].items():
+            if t is None:
+                lines.append(f"    {variant:<16} {'-':>9} {'-':>9}  "
+                             f"{report.get('latency_errors', {}).get(variant, 'cannot run')}")
+                continue
+            lines.append(f"    {variant:<16} {t['1']:>9.3f} {t['64']:>9.3f}")
+    if not report["original_finite"]:
+        lines.append("  ! the original graph's outputs are not finite (NaN/inf) on the check inputs")
+    failed = [n for n, a in report["artefacts"].items() if a.get("error")]
+    if not report.get("original_deterministic", True):
+        lines.append("FAILED: cannot verify: the original graph's output is random (not "
+                     "deterministic): the same batch run twice gives other values" + (
+                         f"; {', '.join(failed)} could not run either" if failed else "") +
+                     " (exit 1)")
+    elif failed:
+        lines.append(f"FAILED: {', '.join(failed)} could not be verified and "
+                     f"{'was' if len(failed) == 1 else 'were'} not written (exit 1)")
+    elif report.get("latency_errors"):
+        lines.append(f"FAILED: {', '.join(report['latency_errors'])} cannot run (latency above; exit 1)")
+    else:
+        lines.append("verified: every artefact matches the original" if report["ok"] else
+                     "FAILED: an artefact differs from the original (exit 1)")
+    return "\n".join(lines)
+
+
+def _changed_text(changed, shown=4):
+    if not changed:
+        return "nothing changed"
+    names = ", ".join(changed[:shown]) + (", …" if len(changed) > shown else "")
+    return f"{len(changed)} changed: {names}"
+
+
+def format_passes(passes):
+    """One line per pass run (``report["passes"]``): name, node count before -> after, what
+    changed (the first names). What ``to-inference --verbose`` prints."""
+    lines = [f"  passes ({len(passes)} runs):"]
+    for p in passes:
+        lines.append(f"    {p['name']:<22} {p['ops_before']:>6} -> {p['ops_after']:<6} "
+                     f"{_changed_text(p['changed'])}")
+    return "\n".join(lines)
