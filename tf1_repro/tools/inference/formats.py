@@ -11,7 +11,8 @@ Each writer takes the frozen GraphDef, the input and output tensor names
 * frozen GraphDef: the serialised ``GraphDef``.
 * ONNX: ``tf2onnx.convert.from_graph_def`` (opset 17), run by ONNX Runtime.
 * TFLite: ``tf.compat.v1.lite.TFLiteConverter.from_frozen_graph`` with the batch
-  dimension 1 (the interpreter resizes it), builtin ops only.
+  dimension 1 (the interpreter resizes it), builtin ops only; run by LiteRT's interpreter
+  (``ai_edge_litert``), TensorFlow's deprecated ``tf.lite.Interpreter`` when it is not installed.
 
 A missing optional package raises ``FormatUnavailable`` with a one-line hint;
 an op a converter cannot take raises ``UnsupportedOp`` naming the op and format;
@@ -241,11 +242,21 @@ def open_onnx(path, outputs):
     return Runner(run)
 
 
+def _tflite_interpreter():
+    """LiteRT's interpreter (``ai-edge-litert``, the maintained home of the TFLite runtime; pinned in
+    requirements.txt), else TensorFlow's deprecated ``tf.lite.Interpreter``."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return tf.lite.Interpreter
+    return Interpreter
+
+
 def open_tflite(path, inputs, outputs):
     """The TFLite interpreter; resized (and re-allocated) when the batch size changes."""
     with _captured_stderr(), warnings.catch_warnings():  # XNNPACK info, LiteRT notice
         warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
+        interpreter = _tflite_interpreter()(model_path=path, num_threads=os.cpu_count())
         interpreter.allocate_tensors()
     in_index = {d["name"]: d["index"] for d in interpreter.get_input_details()}
     out_index = {d["name"]: d["index"] for d in interpreter.get_output_details()}
