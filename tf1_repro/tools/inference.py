@@ -41,6 +41,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.tools import finder
 from tf1_repro.graph import feeds, safety, walk
+from tf1_repro.graph.errors import InputError
 from tf1_repro.graph.ops import (FUSED_BN_OPS, GLOBAL_BN_OP, MERGE_OPS, PLACEHOLDER_OPS,
                                  STATEFUL_RANDOM_OPS, SWITCH_OPS, VARIABLE_OPS, WRITE_OPS)
 
@@ -686,7 +687,7 @@ FORBIDDEN_OPS = SWITCH_OPS + MERGE_OPS + VARIABLE_OPS + FUSED_BN_OPS + WRITE_OPS
 PREDICTION_OPS = (GLOBAL_BN_OP,)  # in FORBIDDEN_OPS (a folded BN leaves none) but has no training mode
 
 
-class InferenceError(ValueError):
+class InferenceError(InputError):
     """Bad input to ``to_inference`` (one line; the CLI exits 2 with it)."""
 
 
