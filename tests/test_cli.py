@@ -8,10 +8,12 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 
 import support
 from tf1_repro import cli
+from tf1_repro.graph.errors import InputError
 
 
 def _commands():
@@ -104,3 +106,48 @@ def test_json_into_a_missing_directory_is_refused_before_any_work(command, tmp_p
     assert code == 2
     assert err == (f"python -m tf1_repro {command[0]}: error: --json {target}: its directory "
                    f"'{tmp_path / 'missing'}' does not exist")
+
+
+# A path that does not exist, given to each tool that reads users' saved models: the tool's own
+# error (a subclass of InputError) reaches main, which prints one line and exits 2.
+MISSING = "/nonexistent/model"
+MISSING_PATH = {
+    "find": (["find", MISSING], "python -m tf1_repro find: /nonexistent/model: no such file or "
+             "checkpoint prefix"),
+    "doctor": (["doctor", MISSING], "python -m tf1_repro doctor: /nonexistent/model: no such file "
+               "or checkpoint prefix"),
+    "to-inference": (["to-inference", MISSING, "--outputs", "logits", "--out", "{tmp}/serving"],
+                     "python -m tf1_repro to-inference: error: PATH: /nonexistent/model: no such "
+                     "file or checkpoint prefix"),
+    "recalibrate": (["recalibrate", MISSING, "--data", "{tmp}/data.npz", "--out", "{tmp}/recal"],
+                    "python -m tf1_repro recalibrate: PATH must be a checkpoint prefix (PREFIX.index "
+                    "exists) or a directory, got '/nonexistent/model'"),
+    "migrate": (["migrate", MISSING, "--to", "keras3", "--out", "{tmp}/keras3"],
+                "python -m tf1_repro migrate: PATH must be a TF1 checkpoint (prefix, directory or "
+                ".meta), got /nonexistent/model: no such file or checkpoint prefix"),
+}
+
+
+@pytest.mark.parametrize("name", list(MISSING_PATH))
+def test_a_missing_model_path_is_one_line_and_exit_2(name, tmp_path, capsys):
+    np.savez(tmp_path / "data.npz", x=np.zeros((4, 2), np.float32))
+    argv, line = MISSING_PATH[name]
+    code = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0] == line
+    assert not any(p.name != "data.npz" for p in tmp_path.iterdir())  # nothing written
+
+
+def test_an_input_error_is_printed_in_its_commands_form():
+    parser = cli.build_parser()
+    forms = {name: cli._error_line(parser.parse_args(argv), InputError("MESSAGE"))  # pylint: disable=protected-access
+             for name, argv in {"doctor": ["doctor", "p"], "find": ["find", "p"],
+                                "to-inference": ["to-inference", "p", "--outputs", "o", "--out", "d"],
+                                "audit": ["audit", "f.py:g"]}.items()}
+    assert forms == {"doctor": "python -m tf1_repro MESSAGE", "find": "python -m tf1_repro find: MESSAGE",
+                     "to-inference": "python -m tf1_repro to-inference: error: MESSAGE",
+                     "audit": "MESSAGE"}
+    assert cli._error_line(parser.parse_args(["doctor", "p"]),  # pylint: disable=protected-access
+                           cli.UsageError("a whole line")) == "a whole line"

@@ -1,9 +1,10 @@
 """Reproduce and measure the article on batch normalization and dropout in TF1 graph mode.
 
 ``python -m tf1_repro COMMAND`` (or ``tf1-repro COMMAND`` once installed): thin
-argparse shells over the package's functions. Bad arguments exit with status 2 and one line on stderr (no traceback).
-TensorFlow is imported only after the arguments are parsed, with TF1
-behaviour and without its start-up log.
+argparse shells over the package's functions. Bad input exits with status 2 and one line on
+stderr (no traceback): every refusal is an ``InputError`` (``tf1_repro.graph.errors``), caught once
+in ``main``. TensorFlow is imported only after the arguments are parsed, with TF1 behaviour and
+without its start-up log.
 """
 
 import argparse
@@ -13,6 +14,7 @@ import sys
 import warnings
 
 from tf1_repro import progress, runtime
+from tf1_repro.graph.errors import InputError
 
 DESCRIPTION = """\
 Reproduce, in TensorFlow-1 graph style (placeholders, feed_dict, Session), the article on
@@ -56,8 +58,14 @@ EXAMPLES = {
 }
 
 
-class UsageError(Exception):
-    """A bad command-line value: printed as one line, exit status 2."""
+# How main prints a command's InputError ("{}" is its message). Most messages open with their
+# tool ("doctor: ..."): TOOL_ERROR. A command whose messages do not sets its own form with
+# set_defaults(error_form=...).
+TOOL_ERROR = "python -m tf1_repro {}"
+
+
+class UsageError(InputError):
+    """A bad command-line value, with its whole line (printed as is): exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,13 +158,10 @@ def _parse_sets(items):
 
 def _run_experiment(args):
     from tf1_repro import experiments  # pylint: disable=import-outside-toplevel
+    from tf1_repro.experiments import summary  # pylint: disable=import-outside-toplevel
     prog = "python -m tf1_repro experiment"
     if args.list:
-        width = max(len(n) for n in experiments.NAMES)
-        for name in experiments.NAMES:
-            e = experiments.get(name)
-            params = ", ".join(f"{p.name}={p.default}" for p in e.params)
-            print(f"{name:<{width}}  {e.claim}\n{'':<{width}}  params: {params}")
+        print(summary.format_list())
         return 0
     if args.all == bool(args.name):
         raise UsageError(f"{prog}: error: give one NAME, --all or --list (see --help)")
@@ -187,29 +192,10 @@ def _run_experiment(args):
     if args.json and not args.all:
         _write_json(args.json, payloads[0])
     if args.all:
-        _write_summary(payloads, args.out_dir)
+        print(summary.format_summary(payloads))
+        if args.out_dir:
+            print(summary.write_summary(payloads, args.out_dir))
     return 0
-
-
-def _write_summary(payloads, out_dir):
-    from tf1_repro import experiments  # pylint: disable=import-outside-toplevel
-    headers = ["experiment", "claim", "measured", "expected", "tolerance", "holds"]
-    rows = experiments.summary_rows(payloads)
-    held = sum(r[-1] == "✓" for r in rows)
-    print(f"Summary: {held}/{len(rows)} claims hold")
-    print(experiments.format_table(headers, rows))
-    if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-        for payload in payloads:
-            _write_json(os.path.join(out_dir, payload["experiment"] + ".json"), payload, quiet=True)
-        _write_json(os.path.join(out_dir, "summary.json"),
-                    {"claims_total": len(rows), "claims_holding": held,
-                     "rows": [dict(zip(headers, r)) for r in rows]}, quiet=True)
-        with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
-            f.write("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n")
-            for r in rows:
-                f.write("| " + " | ".join(experiments.format_value(v) for v in r) + " |\n")
-        print(f"wrote {out_dir}/summary.md, summary.json and one JSON per experiment")
 
 
 def _add_compare(commands):
@@ -253,33 +239,21 @@ def _add_audits(commands):
     p.add_argument("--input-shape", type=input_shape, default=(8, 4), metavar="N,...,C",
                    help="probe batch shape (default 8,4; e.g. 8,2,2,4 for conv/fused layers)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
-    p.set_defaults(run=_run_audit)
+    p.set_defaults(run=_run_audit, error_form="{}")  # the loader's messages are whole lines
     p = commands.add_parser("audit-dropout", help="audit any dropout builder FUNC(x, keep_prob, "
                             "training) against the article's convention")
     p.add_argument("builder", metavar="PATH.py:FUNC")
     p.add_argument("--keep-prob", type=keep_prob, default=0.8, help="keep_prob in training (0.8)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
-    p.set_defaults(run=_run_audit_dropout)
-
-
-def _load_builder(args, where):
-    from tf1_repro.comparisons import loader  # pylint: disable=import-outside-toplevel
-    try:
-        return loader.load(args.builder, where)
-    except loader.BuilderError as err:
-        raise UsageError(str(err)) from None
+    p.set_defaults(run=_run_audit_dropout, error_form="{}")
 
 
 def _run_audit(args):
-    from tf1_repro.comparisons import audit  # pylint: disable=import-outside-toplevel
-    from tf1_repro.comparisons import loader  # pylint: disable=import-outside-toplevel
-    func = _load_builder(args, "audit")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            report = audit.audit(func, args.input_shape, args.python_bool)
-    except loader.BuilderError as err:
-        raise UsageError(str(err)) from None
+    from tf1_repro.comparisons import audit, loader  # pylint: disable=import-outside-toplevel
+    func = loader.load(args.builder, "audit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = audit.audit(func, args.input_shape, args.python_bool)
     verdict = "matches the article's layer" if report["matches_article"] else \
         "differs from the article's layer"
     print(f"audit of {args.builder}: {verdict}")
@@ -289,25 +263,10 @@ def _run_audit(args):
 
 
 def _run_audit_dropout(args):
-    from tf1_repro.comparisons import audit_dropout  # pylint: disable=import-outside-toplevel
-    from tf1_repro.comparisons import loader  # pylint: disable=import-outside-toplevel
-    func = _load_builder(args, "audit-dropout")
-    try:
-        report = audit_dropout.audit_dropout(func, args.keep_prob)
-    except loader.BuilderError as err:
-        raise UsageError(str(err)) from None
-    print(f"audit-dropout of {args.builder} (keep_prob {args.keep_prob:g} in training): "
-          f"{'matches' if report['matches_article'] else 'differs from'} the article's "
-          f"tf.nn.dropout(x, keep_prob)")
-    print(f"  convention       {report['convention']}  (kept units scaled by "
-          f"{'1/keep_prob' if report['convention'] == 'inverted' else '1'})")
-    print(f"  keep_fraction    {report['keep_fraction']:.4f}")
-    for feed, r in report["inference"].items():
-        print(f"  prediction feed {feed:<15} deterministic {r['deterministic']!s:<5}  "
-              f"prediction / mean training output {r['ratio']:.4f}")
-    print(f"  aligned          {report['aligned']}  (feed: {report['aligned_feed']})")
-    for note in audit_dropout.notes(report, args.keep_prob):
-        print(f"  ! {note}")
+    from tf1_repro.comparisons import audit_dropout, loader  # pylint: disable=import-outside-toplevel
+    func = loader.load(args.builder, "audit-dropout")
+    report = audit_dropout.audit_dropout(func, args.keep_prob)
+    print(audit_dropout.format_report(report, args.builder, args.keep_prob))
     _write_json(args.json, report)
     return 0
 
@@ -330,30 +289,20 @@ def _add_checkpoint_tools(commands):
 
 def _run_convert(args):
     from tf1_repro.comparisons import checkpoints  # pylint: disable=import-outside-toplevel
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            report = checkpoints.convert(args.src, args.dst, args.to, epsilon=args.epsilon)
-    except ValueError as err:
-        raise UsageError(f"python -m tf1_repro {err}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = checkpoints.convert(args.src, args.dst, args.to, epsilon=args.epsilon)
     print(checkpoints.format_report(report))
     return 0 if report["ok"] else 1
 
 
 def _run_export(args):
     from tf1_repro.comparisons import export  # pylint: disable=import-outside-toplevel
-    try:
-        result = export.export(args.checkpoint, args.out)
-    except ValueError as err:
-        raise UsageError(f"python -m tf1_repro {err}") from None
-    print(f"exported {result['checkpoint']}:\n  SavedModel   {result['saved_model']} "
-          f"(signature serving_default: x -> logits, predictions)\n  frozen graph "
-          f"{result['frozen_graph']} (feed {result['inputs'][0]}, fetch "
-          f"{', '.join(result['outputs'])})")
-    if not result["ok"]:
-        worst = max(a["max_abs_diff"] for a in result["report"]["artefacts"].values())
-        print(f"the exported graph differs from the checkpoint's (max |diff| {worst:.3g}): not "
-              f"verified", file=sys.stderr)
+    result = export.export(args.checkpoint, args.out)
+    print(export.format_report(result))
+    problem = export.format_problem(result)
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
     return 0
 
@@ -444,36 +393,27 @@ def _add_to_inference(commands):
     p.add_argument("--verbose", action="store_true",
                    help="also print each serving pass: name, nodes before -> after, what changed")
     progress.add_quiet_flag(p)
-    p.set_defaults(run=_run_to_inference)
+    p.set_defaults(run=_run_to_inference, error_form="python -m tf1_repro to-inference: error: {}")
 
 
 def _run_to_inference(args):
+    from tf1_repro.graph import feeds as feeding  # pylint: disable=import-outside-toplevel
     from tf1_repro.tools import inference  # pylint: disable=import-outside-toplevel
-    prog = "python -m tf1_repro to-inference"
-    try:
-        feeds = dict(inference.parse_feed(f) for f in args.feed)
-        if args.latency_runs < 0:
-            raise inference.InferenceError(f"--latency-runs must be >= 0, got {args.latency_runs}")
-        data = None
-        if args.data:
-            import numpy as np  # pylint: disable=import-outside-toplevel
-            try:
-                with np.load(args.data) as npz:
-                    data = {k: npz[k] for k in npz.files}
-            except (OSError, ValueError) as err:
-                raise inference.InferenceError(f"--data: cannot read {args.data!r} as .npz "
-                                               f"({err})") from None
-        split = [n.strip() for n in args.outputs.split(",") if n.strip()]
-        inputs = [n.strip() for n in args.inputs.split(",") if n.strip()] if args.inputs else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            report = inference.to_inference(
-                args.path, split, args.out, inputs=inputs, feeds=feeds, fold=not args.no_fold,
-                formats=[f.strip() for f in args.formats.split(",") if f.strip()], data=data,
-                latency_runs=args.latency_runs, log=lambda line: progress.echo(line, sys.stderr),
-                progress=progress.factory(quiet=args.quiet))
-    except inference.InferenceError as err:
-        raise UsageError(f"{prog}: error: {err}") from None
+    feeds = dict(inference.parse_feed(f) for f in args.feed)
+    if args.latency_runs < 0:
+        raise inference.InferenceError(f"--latency-runs must be >= 0, got {args.latency_runs}")
+    data = feeding.load_npz(args.data, "to-inference", allow_empty=True,
+                            unreadable="--data: cannot read {path!r} as .npz ({error})") \
+        if args.data else None
+    split = [n.strip() for n in args.outputs.split(",") if n.strip()]
+    inputs = [n.strip() for n in args.inputs.split(",") if n.strip()] if args.inputs else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = inference.to_inference(
+            args.path, split, args.out, inputs=inputs, feeds=feeds, fold=not args.no_fold,
+            formats=[f.strip() for f in args.formats.split(",") if f.strip()], data=data,
+            latency_runs=args.latency_runs, log=lambda line: progress.echo(line, sys.stderr),
+            progress=progress.factory(quiet=args.quiet))
     print(inference.format_report(report))
     if args.verbose:
         print(inference.format_passes(report["passes"]))
@@ -517,13 +457,10 @@ def _run_doctor(args):
         shapes = dict(doctor.parse_input_shape(f) for f in args.input_shape)
     except ValueError as err:
         raise UsageError(f"{prog}: error: --input-shape {err}") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            report = doctor.diagnose(args.path, feeds=feeds, input_shapes=shapes, data=args.data,
-                                     run=not args.no_run)
-    except doctor.DoctorError as err:
-        raise UsageError(f"python -m tf1_repro {err}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = doctor.diagnose(args.path, feeds=feeds, input_shapes=shapes, data=args.data,
+                                 run=not args.no_run)
     print(doctor.format_report(report))
     _write_json(args.json, report)
     return 0 if report["healthy"] else 1
@@ -553,10 +490,6 @@ def _stderr(line):
     print(line, file=sys.stderr, flush=True)
 
 
-def _stdout(line):
-    print(line, flush=True)
-
-
 def _run_train(args):
     from tf1_repro.model import train  # pylint: disable=import-outside-toplevel
 
@@ -564,22 +497,16 @@ def _run_train(args):
         warning = line.startswith(("warning:", "checkpoint "))
         progress.echo(line, sys.stderr if warning else sys.stdout)
     train.enable_determinism()
-    try:
-        result = train.train(args.out, args.steps, seed=args.seed, batch_size=args.batch_size,
-                             keep_prob=args.keep_prob, checkpoint_every=args.checkpoint_every,
-                             log=log, check_finite=not args.no_check_finite,
-                             progress=progress.factory(quiet=args.quiet))
-    except train.TrainError as err:
-        raise UsageError(f"python -m tf1_repro {err}") from None
+    result = train.train(args.out, args.steps, seed=args.seed, batch_size=args.batch_size,
+                         keep_prob=args.keep_prob, checkpoint_every=args.checkpoint_every,
+                         log=log, check_finite=not args.no_check_finite,
+                         progress=progress.factory(quiet=args.quiet))
     return 130 if result["interrupted"] else 0
 
 
 def _run_predict(args):
     from tf1_repro.model import train  # pylint: disable=import-outside-toplevel
-    try:
-        result = train.predict(args.checkpoint, args.batch_size, log=_stderr)
-    except train.TrainError as err:
-        raise UsageError(f"python -m tf1_repro {err}") from None
+    result = train.predict(args.checkpoint, args.batch_size, log=_stderr)
     print(f"accuracy {result['accuracy']:.4f} on {result['samples']} held-out samples "
           f"(training=False, keep_prob=1.0, batches of {result['batch_size']}; {result['checkpoint']})")
     return 0
@@ -618,27 +545,24 @@ def _add_recalibrate(commands):
 
 def _run_recalibrate(args):
     from tf1_repro.tools import recalibrate  # pylint: disable=import-outside-toplevel
-    try:
-        feeds = dict(recalibrate.parse_feed(item) for item in args.feed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            report = recalibrate.recalibrate(
-                args.path, args.data, args.out, feeds=feeds, batch_size=args.batch_size,
-                max_samples=args.max_samples, labels=args.labels, predictions=args.predictions,
-                force=args.force, progress=progress.factory(quiet=args.quiet, every_percent=25))
-    except recalibrate.RecalibrateError as err:
-        raise UsageError(f"python -m tf1_repro {err}") from None
+    feeds = dict(recalibrate.parse_feed(item) for item in args.feed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = recalibrate.recalibrate(
+            args.path, args.data, args.out, feeds=feeds, batch_size=args.batch_size,
+            max_samples=args.max_samples, labels=args.labels, predictions=args.predictions,
+            force=args.force, progress=progress.factory(quiet=args.quiet, every_percent=25))
     print(recalibrate.format_report(report))
     _write_json(args.json, report)
     return 0
 
 
-def _write_json(path, payload, quiet=False):
+def _write_json(path, payload):
+    """Write ``--json`` (when given) and say so."""
     if path:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2)
-        if not quiet:
-            print(f"wrote {path}")
+        print(f"wrote {path}")
 
 
 def _add_find(commands):
@@ -653,36 +577,14 @@ def _add_find(commands):
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory, .meta, SavedModel "
                    "directory, or frozen graph")
     p.add_argument("--json", metavar="OUT", help="also write the findings as JSON")
-    p.set_defaults(run=_run_find)
+    p.set_defaults(run=_run_find, error_form="python -m tf1_repro find: {}")
 
 
 def _run_find(args):
-    from tf1_repro.graph import artefacts
-    from tf1_repro.tools import finder  # pylint: disable=import-outside-toplevel
-    try:
-        art = artefacts.load(args.path)
-        if art.graph_def is None:
-            raise artefacts.ArtefactError(f"{args.path}: a checkpoint without its .meta graph: "
-                                          f"nothing to read the structure from (try doctor, which "
-                                          f"reads the variable names)")
-        found = art.find()
-    except artefacts.ArtefactError as err:
-        raise UsageError(f"python -m tf1_repro find: {err}") from None
-    print(f"{art.format} {art.source}")
-    print(finder.describe(found))
-    feeds = found.prediction_feeds()
-    print("prediction feeds: " + (", ".join(f"{k}={v}" for k, v in feeds.items()) or "none"))
-    for mode in found.unbound_mode_inputs():
-        print(f"  must be fed by you: {mode.tensor} ({mode.role} of a vanilla dropout: prediction "
-              f"multiplies by its training value)")
-    for note in found.notes:
-        print(f"  note: {note}")
-    for layer in found.bn_layers + found.dropouts:
-        for note in layer.notes:
-            print(f"  note ({layer.name}): {note}")
-    _write_json(args.json, dict(found.to_dict(), source=art.source, format=art.format,
-                                prediction_feeds=feeds,
-                                unbound_mode_inputs=[m.tensor for m in found.unbound_mode_inputs()]))
+    from tf1_repro.tools import find_report  # pylint: disable=import-outside-toplevel
+    art, found = find_report.read(args.path)
+    print(find_report.format_find(art, found))
+    _write_json(args.json, find_report.payload(art, found))
     return 0
 
 
@@ -742,16 +644,14 @@ def _add_migrate(commands):
 
 
 def _run_migrate(args):
-    from tf1_repro.comparisons import keras3_worker
+    from tf1_repro.comparisons import keras3_worker  # pylint: disable=import-outside-toplevel
     from tf1_repro.tools import migrate  # pylint: disable=import-outside-toplevel
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             report = migrate.migrate(args.path, to=args.to, out=args.out, epsilon=args.epsilon,
                                      momentum=args.momentum, data=args.data, force=args.force)
-    except migrate.MigrateError as err:
-        raise UsageError(f"python -m tf1_repro {err}") from None
-    except keras3_worker.WorkerError as err:
+    except keras3_worker.WorkerError as err:  # Keras 3's process failed: not bad input, exit 1
         print(f"python -m tf1_repro migrate: {err}", file=sys.stderr)
         return 1
     print(migrate.format_report(report))
@@ -806,6 +706,14 @@ def main(argv=None):
     runtime.use_tf1_behavior()
     try:
         return args.run(args)
-    except UsageError as err:
-        print(err, file=sys.stderr)
-        return 2
+    except InputError as err:  # every refusal of bad input, whichever tool raised it
+        print(_error_line(args, err), file=sys.stderr)
+        return err.exit_status
+
+
+def _error_line(args, err):
+    """The one line a refusal prints: a UsageError's as is, another InputError's message in its
+    command's form (``error_form``, default ``TOOL_ERROR``)."""
+    if isinstance(err, UsageError):
+        return str(err)
+    return getattr(args, "error_form", TOOL_ERROR).format(err)

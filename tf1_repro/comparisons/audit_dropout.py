@@ -95,3 +95,20 @@ def notes(report, keep_prob):
     if not report["aligned"]:
         out.append("no prediction feed reproduces the training-time expectation")
     return out
+
+
+def format_report(report, builder, keep_prob):
+    """What ``audit-dropout`` prints for ``builder`` (its ``PATH.py:FUNC``): the verdict, the
+    convention, the keep fraction, each prediction feed, the alignment and the ``notes``."""
+    lines = [f"audit-dropout of {builder} (keep_prob {keep_prob:g} in training): "
+             f"{'matches' if report['matches_article'] else 'differs from'} the article's "
+             f"tf.nn.dropout(x, keep_prob)",
+             f"  convention       {report['convention']}  (kept units scaled by "
+             f"{'1/keep_prob' if report['convention'] == 'inverted' else '1'})",
+             f"  keep_fraction    {report['keep_fraction']:.4f}"]
+    for feed, r in report["inference"].items():
+        lines.append(f"  prediction feed {feed:<15} deterministic {r['deterministic']!s:<5}  "
+                     f"prediction / mean training output {r['ratio']:.4f}")
+    lines.append(f"  aligned          {report['aligned']}  (feed: {report['aligned_feed']})")
+    lines += [f"  ! {note}" for note in notes(report, keep_prob)]
+    return "\n".join(lines)

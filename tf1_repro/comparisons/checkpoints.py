@@ -29,6 +29,7 @@ import tensorflow.compat.v1 as tf
 from tf1_repro.layers import article
 from tf1_repro.comparisons import implementations
 from tf1_repro.graph import artefacts
+from tf1_repro.graph.errors import InputError
 from tf1_repro.tools import naming
 from tf1_repro.layers.bn import article_variable_names
 
@@ -39,15 +40,15 @@ TOLERANCE = 1e-5
 
 
 def resolve_source(src):
-    """A checkpoint prefix from a prefix or a directory; ValueError naming what is missing."""
+    """A checkpoint prefix from a prefix or a directory; InputError naming what is missing."""
     if os.path.isdir(src):
         prefix = artefacts.latest_checkpoint(src)
         if not prefix:
-            raise ValueError(f"{WHERE}: SRC must be a checkpoint prefix or a directory with a "
+            raise InputError(f"{WHERE}: SRC must be a checkpoint prefix or a directory with a "
                              f"checkpoint, got directory {src!r} without one")
         return prefix
     if not os.path.exists(src + ".index"):
-        raise ValueError(f"{WHERE}: SRC must be a checkpoint prefix (PREFIX.index exists) or a "
+        raise InputError(f"{WHERE}: SRC must be a checkpoint prefix (PREFIX.index exists) or a "
                          f"directory, got {src!r}")
     return src
 
@@ -67,12 +68,12 @@ def article_layers(names):
 
 def standard_layers(names):
     """prefix -> keys for gamma/beta/moving_mean/moving_variance layers (tf.layers, Keras, slim);
-    ValueError for one without gamma or beta, which the article's layer cannot represent."""
+    InputError for one without gamma or beta, which the article's layer cannot represent."""
     layers = {}
     for layer in _found(names, ("keras", "slim")):
         missing = [role for role in STANDARD if layer[role] is None]
         if missing:
-            raise ValueError(f"{WHERE}: layer {layer['name']} must have gamma, beta, moving_mean "
+            raise InputError(f"{WHERE}: layer {layer['name']} must have gamma, beta, moving_mean "
                              f"and moving_variance to become the article's layer, got no "
                              f"{missing[0]} (built with center/scale=False?)")
         layers[layer["name"]] = {role: layer[role] for role in STANDARD}
@@ -99,14 +100,14 @@ def _standard_names(prefix):
 def convert(src, dst, to, epsilon=1e-5, seed=0):
     """Convert SRC to DST for target ``to``; returns a report with the verification.
 
-    Raises ValueError (nothing written) for a bad target, a missing source, an
+    Raises InputError (a ValueError; nothing written) for a bad target, a missing source, an
     existing destination or a checkpoint without BN layers of the source convention.
     """
     if to not in TARGETS:
-        raise ValueError(f"{WHERE}: --to must be one of {', '.join(TARGETS)}, got {to!r}")
+        raise InputError(f"{WHERE}: --to must be one of {', '.join(TARGETS)}, got {to!r}")
     prefix = resolve_source(src)
     if os.path.exists(dst + ".index"):
-        raise ValueError(f"{WHERE}: DST must not exist yet, got {dst!r} (remove it or pick "
+        raise InputError(f"{WHERE}: DST must not exist yet, got {dst!r} (remove it or pick "
                          f"another prefix)")
     reader = tf.train.load_checkpoint(prefix)
     names = set(reader.get_variable_to_shape_map())
@@ -118,11 +119,11 @@ def convert(src, dst, to, epsilon=1e-5, seed=0):
         renames = _renames(names, layers, _standard_names)
     if not layers:
         kind = "gamma/beta/moving_mean/moving_variance" if to == "article" else "article (gamma/beat/…/ema)"
-        raise ValueError(f"{WHERE}: SRC must hold {kind} BN layers to convert to {to}, got none "
+        raise InputError(f"{WHERE}: SRC must hold {kind} BN layers to convert to {to}, got none "
                          f"in {prefix}")
     clashes = sorted(n for n, new in renames.items() if new in names and new != n and renames.get(new) == new)
     if clashes:
-        raise ValueError(f"{WHERE}: renaming {clashes[0]} would overwrite {renames[clashes[0]]}, "
+        raise InputError(f"{WHERE}: renaming {clashes[0]} would overwrite {renames[clashes[0]]}, "
                          f"which SRC already holds")
     _write(reader, renames, dst)
     verified = {p: _verify(prefix, dst, p, layers[p], to, epsilon, seed) for p in sorted(layers)}

@@ -22,6 +22,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.layers.bn import make_article_variables
 from tf1_repro.graph import artefacts
+from tf1_repro.graph.errors import InputError
 from tf1_repro.model import ArticleModel
 
 SAVED_MODEL = "saved_model"
@@ -48,18 +49,21 @@ def export(checkpoint_dir, out_dir, latency_runs=0):
 
     Returns ``ok`` (every artefact verified against the checkpoint's graph), the paths, the
     input and output names and ``report`` (the to-inference report: BN layers folded, ops
-    before/after, each artefact's verification). Bad input raises ``ValueError`` before anything
-    is written.
+    before/after, each artefact's verification). Bad input raises ``InputError`` (a
+    ``ValueError``) before anything is written.
     """
     from tf1_repro.tools import inference  # pylint: disable=import-outside-toplevel
     prefix = artefacts.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
     if not prefix:
-        raise ValueError(f"export: --checkpoint must be a directory holding a checkpoint, got "
+        raise InputError(f"export: --checkpoint must be a directory holding a checkpoint, got "
                          f"{checkpoint_dir!r}")
-    config = ArticleModel.load_config(checkpoint_dir)
+    try:
+        config = ArticleModel.load_config(checkpoint_dir)
+    except ValueError as err:  # no model.json: its message names it ("checkpoint: ...")
+        raise InputError(str(err)) from None
     saved_model = os.path.join(out_dir, SAVED_MODEL)
     if os.path.exists(saved_model):
-        raise ValueError(f"export: --out must not hold {SAVED_MODEL} yet, got {out_dir!r}")
+        raise InputError(f"export: --out must not hold {SAVED_MODEL} yet, got {out_dir!r}")
     logits, predictions = _output_names(config)
     try:
         report = inference.to_inference(
@@ -69,10 +73,28 @@ def export(checkpoint_dir, out_dir, latency_runs=0):
             aliases={logits: LOGITS.split(":")[0], predictions: PREDICTIONS.split(":")[0]},
             input_keys={INPUT: "x"}, output_keys={LOGITS: "logits", PREDICTIONS: "predictions"})
     except inference.InferenceError as err:
-        raise ValueError(f"export: {err}") from None
+        raise InputError(f"export: {err}") from None
     return {"ok": report["ok"], "checkpoint": prefix, "saved_model": saved_model,
             "frozen_graph": os.path.join(out_dir, FROZEN),
             "inputs": [INPUT], "outputs": [LOGITS, PREDICTIONS], "report": report}
+
+
+def format_report(result):
+    """What ``export`` prints: the artefacts written, with their input and outputs."""
+    return (f"exported {result['checkpoint']}:\n  SavedModel   {result['saved_model']} "
+            f"(signature serving_default: x -> logits, predictions)\n  frozen graph "
+            f"{result['frozen_graph']} (feed {result['inputs'][0]}, fetch "
+            f"{', '.join(result['outputs'])})")
+
+
+def format_problem(result):
+    """The line for stderr when an exported artefact differs from the checkpoint's graph (the
+    command then exits 1), or None when every artefact was verified."""
+    if result["ok"]:
+        return None
+    worst = max(a["max_abs_diff"] for a in result["report"]["artefacts"].values())
+    return (f"the exported graph differs from the checkpoint's (max |diff| {worst:.3g}): not "
+            f"verified")
 
 
 def load_frozen(path):

@@ -4,8 +4,10 @@ import importlib.util
 import os
 import sys
 
+from tf1_repro.graph.errors import InputError
 
-class BuilderError(Exception):
+
+class BuilderError(InputError):
     """The builder could not be imported or built: one line for the command line (exit 2)."""
 
 

@@ -29,15 +29,24 @@ def parse_feed(text):
 
 
 
-def load_npz(path, where, what="--data"):
+def load_npz(path, where, what="--data", unreadable=None, allow_empty=False):
     """``{name: array}`` from an ``.npz`` file (no pickles); ``InputError`` naming ``what`` and
-    the file when it cannot be read or holds no array. ``where`` opens the message (the tool)."""
+    the file when it cannot be read or holds no array. ``where`` opens the message (the tool).
+
+    ``unreadable``, when given, is the whole message for a file that cannot be read, formatted
+    with ``path`` and ``error`` (the exception); ``allow_empty`` returns ``{}`` for an archive with
+    no array instead of refusing it (for a caller that names the missing arrays itself)."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one array, no names
+            raise ValueError(f"a single {type(loaded).__name__}, not an archive of named arrays")
+        with loaded as npz:
             arrays = {key: np.asarray(npz[key]) for key in npz.files}
     except (OSError, ValueError, EOFError) as err:
+        if unreadable:
+            raise InputError(unreadable.format(path=path, error=err)) from None
         raise InputError(f"{where}: {what} {path}: not a readable .npz file "
                          f"({exception_line(err, 160)})") from None
-    if not arrays:
+    if not arrays and not allow_empty:
         raise InputError(f"{where}: {what} must hold at least one array, got {path!r} (empty)")
     return arrays

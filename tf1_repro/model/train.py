@@ -24,6 +24,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro import progress as progress_display
 from tf1_repro.layers import checks
+from tf1_repro.graph.errors import InputError
 from tf1_repro.model import data
 from tf1_repro.model.feed import SingleSampleTrainingWarning
 from tf1_repro.model import ArticleModel
@@ -34,7 +35,7 @@ LOG_FILE = "train_log.jsonl"
 HELD_OUT = 2048
 
 
-class TrainError(Exception):
+class TrainError(InputError):
     """A refused or failed command: one line for stderr, exit status 2."""
 
 

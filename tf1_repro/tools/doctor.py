@@ -96,6 +96,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro.graph import artefacts, feeds as user_feeds, safety, walk
+from tf1_repro.graph.errors import InputError
 from tf1_repro.tools import finder
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -135,7 +136,7 @@ _NOT_OUTPUTS = frozenset(finder.WRITE_OPS) | frozenset(finder.VARIABLE_OPS) | {
     "Switch", "RefSwitch", "ScalarSummary", "HistogramSummary", "MergeSummary", "ImageSummary"}
 
 
-class DoctorError(ValueError):
+class DoctorError(InputError):
     """Unreadable input or a bad argument: one line naming the file or argument (exit status 2)."""
 
 

@@ -56,6 +56,7 @@ from tf1_repro.graph import artefacts, safety, walk
 from tf1_repro.comparisons import keras3_worker
 from tf1_repro.tools import naming
 from tf1_repro.graph.control_flow import tf2_control_flow
+from tf1_repro.graph.errors import InputError
 
 TARGETS = ("keras3", "article")
 ROLES = naming.ROLES
@@ -67,7 +68,7 @@ DEFAULT_EPSILON, DEFAULT_MOMENTUM = 1e-5, 0.9
 RANDOM_BATCH = 64
 
 
-class MigrateError(ValueError):
+class MigrateError(InputError):
     """A refused input: one line, exit status 2; nothing was written."""
 
 

@@ -83,6 +83,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.graph import artefacts, feeds as user_feeds, safety, walk
 from tf1_repro.graph.control_flow import tf2_control_flow
+from tf1_repro.graph.errors import InputError
 from tf1_repro.graph.ops import VARIABLE_OPS
 from tf1_repro.tools import finder
 from tf1_repro.comparisons import loader
@@ -94,7 +95,7 @@ DEFAULT_BATCH = 256
 SCOPE = "tf1_repro_recalibrate"
 
 
-class RecalibrateError(ValueError):
+class RecalibrateError(InputError):
     """Refused input or an impossible recalibration: one line (exit status 2); nothing written."""
 
 
