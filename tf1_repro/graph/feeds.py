@@ -29,15 +29,25 @@ def parse_feed(text):
 
 
 
-def load_npz(path, where, what="--data"):
+UNREADABLE_NPZ = "{what} {path}: not a readable .npz file ({reason})"
+
+
+def load_npz(path, where, what="--data", unreadable=UNREADABLE_NPZ):
     """``{name: array}`` from an ``.npz`` file (no pickles); ``InputError`` naming ``what`` and
-    the file when it cannot be read or holds no array. ``where`` opens the message (the tool)."""
+    the file when it cannot be read or holds no array. ``where`` opens the message (the tool).
+
+    ``unreadable`` is the message for a file that cannot be read, a ``str.format`` template with
+    the fields ``what``, ``path``, ``reason`` (``exception_line`` of the error), ``error`` (its
+    type name) and ``first_line`` (its message's first line); a tool whose message predates the
+    shared one passes its own."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: np.asarray(npz[key]) for key in npz.files}
     except (OSError, ValueError, EOFError) as err:
-        raise InputError(f"{where}: {what} {path}: not a readable .npz file "
-                         f"({exception_line(err, 160)})") from None
+        lines = str(err).splitlines()
+        raise InputError(f"{where}: " + unreadable.format(
+            what=what, path=path, reason=exception_line(err, 160), error=type(err).__name__,
+            first_line=lines[0] if lines else "")) from None
     if not arrays:
         raise InputError(f"{where}: {what} must hold at least one array, got {path!r} (empty)")
     return arrays
