@@ -51,3 +51,14 @@ def load_npz(path, where, what="--data", unreadable=UNREADABLE_NPZ):
     if not arrays:
         raise InputError(f"{where}: {what} must hold at least one array, got {path!r} (empty)")
     return arrays
+
+
+def unbound_mode_inputs(findings):
+    """``{placeholder name: what it drives}`` of the mode inputs a user must give (``--feed`` or
+    ``--data``): those whose prediction value the graph does not hold, as the finder says
+    (``Findings.unbound_mode_inputs()``: the keep_prob of a vanilla dropout, whose prediction
+    multiplies by its training value). ``what`` is ``"vanilla dropout NAME"`` for a dropout's
+    keep_prob, else ``"ROLE input"``."""
+    drops = {(d.keep_prob or {}).get("name"): d.name for d in findings.dropouts}
+    return {m.name: f"vanilla dropout {drops[m.name]}" if m.name in drops else f"{m.role} input"
+            for m in findings.unbound_mode_inputs()}

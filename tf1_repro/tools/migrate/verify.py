@@ -24,21 +24,13 @@ def load_data(path):
         raise MigrateError(str(err)) from None
 
 
-def unbound_inputs(findings):
-    """``{placeholder name: what it drives}`` of the mode inputs whose prediction value the graph
-    does not hold (``Findings.unbound_mode_inputs()``: a vanilla dropout's keep_prob)."""
-    drops = {(d.keep_prob or {}).get("name"): d.name for d in findings.dropouts}
-    return {m.name: f"vanilla dropout {drops[m.name]}" if m.name in drops else f"{m.role} input"
-            for m in findings.unbound_mode_inputs()}
-
-
 def _graph_feeds(graph, findings, data, seed):
     """``(feeds, placeholder names, unbound)``: the finder's prediction feeds, ``--data`` arrays by
     placeholder name (a mode input too), random normal values for the other float placeholders;
     ``unbound`` ({name: what}) are mode inputs with no prediction value that ``--data`` does
     not give: a vanilla dropout's keep_prob, whose prediction value is its training value."""
     feeds_ = dict(findings.prediction_feeds())
-    unbound = unbound_inputs(findings)
+    unbound = feeds.unbound_mode_inputs(findings)
     mode_names = {m.name for m in findings.mode_inputs}
     rng = np.random.default_rng(seed)
     for name in list(unbound):
