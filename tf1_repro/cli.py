@@ -403,7 +403,7 @@ def _run_to_inference(args):
     if args.latency_runs < 0:
         raise inference.InferenceError(f"--latency-runs must be >= 0, got {args.latency_runs}")
     data = feeding.load_npz(args.data, "to-inference", allow_empty=True,
-                            unreadable="--data: cannot read {path!r} as .npz ({error})") \
+                            unreadable="--data: cannot read {path!r} as .npz ({message})") \
         if args.data else None
     split = [n.strip() for n in args.outputs.split(",") if n.strip()]
     inputs = [n.strip() for n in args.inputs.split(",") if n.strip()] if args.inputs else None

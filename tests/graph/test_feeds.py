@@ -6,7 +6,7 @@ import pytest
 from tf1_repro.graph.errors import InputError
 from tf1_repro.graph.feeds import load_npz
 
-TO_INFERENCE = "--data: cannot read {path!r} as .npz ({error})"
+TO_INFERENCE = "--data: cannot read {path!r} as .npz ({message})"
 
 
 def test_arrays_by_name(tmp_path):
