@@ -51,6 +51,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.tools import finder
 from tf1_repro.graph import walk
+from tf1_repro.graph.ops import PASS_THROUGH_OPS, VARIABLE_OPS, WRITE_OPS
 from tf1_repro.comparisons import implementations
 from tf1_repro.comparisons import loader
 
@@ -64,8 +65,6 @@ KEYS = ("decay", "epsilon", "epsilon_precision", "moving_mean_init", "moving_var
         "warnings")
 WHERE = "audit"
 _FLOAT32_ULP = 2.0 ** -23
-_WRITES = ("Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
-           "AssignSubVariableOp", "ScatterUpdate", "ScatterAdd", "ScatterSub")
 _STANDARD_KEYS = {getattr(tf.GraphKeys, k) for k in dir(tf.GraphKeys)
                   if k.isupper() and isinstance(getattr(tf.GraphKeys, k), str)}
 
@@ -107,6 +106,7 @@ class _Layer:
         self.sess = tf.Session(graph=self.graph)
         self.sess.run(init)  # once: every probe loads a state, never re-runs the initialisers
         self.initial = self.values()
+        self._preds = {}
 
     def _variables(self):
         return [v.op.name for v in self.graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)]
@@ -139,7 +139,7 @@ class _Layer:
         for op in self.graph.get_operations():
             consumers.update(t.op for t in op.inputs)
             consumers.update(op.control_inputs)
-        covered = _ancestors([self.out_train.op, self.out_infer.op]
+        covered = walk.ancestors([self.out_train.op, self.out_infer.op]
                              + [_op(i) for i in self.update_ops]
                              + [_op(i) for items in self.collections.values() for i in items])
         sinks = []
@@ -147,9 +147,66 @@ class _Layer:
             if op in consumers or op in covered or op.type in ("Placeholder", "Const", "VarHandleOp",
                                                                "VariableV2"):
                 continue
-            if any(a.type in _WRITES for a in _ancestors([op])):
+            if walk.any_ancestor([op], lambda a: a.type in WRITE_OPS):
                 sinks.append(op)
         return sinks
+
+    def races(self, fetches, training):
+        """{variable: sorted reader names} for the variables one run of ``fetches`` (``training``
+        fed) both writes and reads with no order between the write and the read (neither depends
+        on the other): which value the read sees then depends on thread timing. Ops in a tf.cond
+        branch the feed does not take never run and are left out."""
+        live, seen, stack = [], set(), [_op(f) for f in fetches]
+        while stack:  # the ops the run needs, never through a branch it does not take
+            op = stack.pop()
+            if op in seen or not self._taken(op, training):
+                continue
+            seen.add(op)
+            live.append(op)
+            stack.extend(t.op for t in op.inputs)
+            stack.extend(op.control_inputs)
+        writes, reads = {}, {}
+        for op in live:
+            if op.type in WRITE_OPS and op.inputs:
+                target = _variable_of(op.inputs[0])
+                if target is not None:
+                    writes.setdefault(target.name, []).append(op)
+                continue
+            if op.type in _NOT_READS or not op.outputs or any(_is_reference(t.dtype) for t in op.outputs):
+                continue  # passes the reference on (or only asks about the variable)
+            for t in op.inputs:
+                target = _variable_of(t) if _is_reference(t.dtype) else None
+                if target is not None:
+                    reads.setdefault(target.name, []).append(op)
+        found = {}
+        for name in sorted(set(writes) & set(reads)):
+            for write in writes[name]:
+                above = walk.ancestors([write])
+                racing = [r for r in reads[name] if r not in above
+                          and not walk.any_ancestor([r], lambda a, w=write: a is w)]
+                if racing:
+                    found.setdefault(name, set()).update(r.name for r in racing)
+        return {name: sorted(readers) for name, readers in found.items()}
+
+    def _taken(self, op, training):
+        """False when ``op`` sits in a tf.cond branch that this feed does not take."""
+        context = op._get_control_flow_context()  # pylint: disable=protected-access
+        while context is not None:
+            pred, branch = getattr(context, "pred", None), getattr(context, "branch", None)
+            if pred is not None and branch is not None:
+                while not self.graph.is_fetchable(pred) and pred.op.type == "Identity":
+                    pred = pred.op.inputs[0]  # tf.cond's pred_id: the pred it copies is fetchable
+                key = (pred.name, training)
+                if key not in self._preds:
+                    try:
+                        self._preds[key] = bool(self.sess.run(pred, {self.x: np.zeros(
+                            (2,) + self.shape[1:], np.float32), self.training: training}))
+                    except (tf.errors.OpError, ValueError, TypeError):
+                        self._preds[key] = None  # unknown: counted as taken
+                if self._preds[key] is not None and self._preds[key] != bool(branch):
+                    return False
+            context = getattr(context, "outer_context", None)
+        return True
 
     def values(self):
         return dict(zip(self.names, self.sess.run(self.variables)))
@@ -169,8 +226,26 @@ def _op(item):
     return item if isinstance(item, tf.Operation) else item.op
 
 
-def _ancestors(ops):
-    return walk.ancestors(ops)
+# Ops that take a variable's reference without reading its value (or call functions whose reads
+# this walk cannot see).
+_NOT_READS = ("IsVariableInitialized", "VarIsInitializedOp", "VariableShape", "If", "StatelessIf",
+              "While", "StatelessWhile", "PartitionedCall", "StatefulPartitionedCall")
+_REFERENCE_PASSING = PASS_THROUGH_OPS[:1] + ("RefIdentity", "Switch", "RefSwitch", "Enter", "RefEnter")
+
+
+def _is_reference(dtype):
+    return dtype._is_ref_dtype or dtype.base_dtype == tf.resource  # pylint: disable=protected-access
+
+
+def _variable_of(tensor):
+    """The variable op a reference (ref or resource) tensor refers to, through ops that pass the
+    reference on; None when it is not one."""
+    op = tensor.op
+    while op.type not in VARIABLE_OPS:
+        if op.type not in _REFERENCE_PASSING or not op.inputs or not _is_reference(op.inputs[0].dtype):
+            return None
+        op = op.inputs[0].op
+    return op
 
 
 def _batch(shape, means, variances, rng):
@@ -301,6 +376,18 @@ def _probe(layer, rng):
         warnings.append(f"training also changes {', '.join(others)}, which prediction does not read; "
                         f"the statistics prediction reads are {', '.join(sorted(read_stats))}")
 
+    # Races in a training step: a variable written and read in one run with no order between.
+    raced = location["raced"] if location else {}
+    for name, readers in sorted(raced.items()):
+        line = (f"a training step writes {name} and reads it ({', '.join(sorted(readers)[:3])}"
+                f"{', ...' if len(readers) > 3 else ''}) with no order between the write and the read: "
+                f"whether the read sees this batch's value or the previous one depends on thread timing "
+                f"(a race; typical of an EMA apply placed beside the assigns it reads, in one "
+                f"tf.control_dependencies); the update rule here is measured with the read after the write")
+        differences.append(line)
+        warnings.append(f"training races its own update of {name}: the moving statistics follow this "
+                        f"batch or the previous one, by thread timing")
+
     # 4. Three training steps with chosen moments; fit the update rule to each statistic.
     means = [5.0 + c, -3.0 + 2 * c, 8.0 - c]
     variances = [4.0 * (1 + 0.1 * c), 0.25 * (1 + 0.1 * c), 9.0 * (1 + 0.1 * c)]
@@ -380,11 +467,13 @@ def _mechanisms(layer, initial, probe, channels):
         found.append({"location": f"separate-op:{op.name}", "extra": [], "after": [op]})
     usable, separate = [], []
     for mechanism in found:
+        mechanism["raced"] = {}
+        for fetches in ([layer.out_train] + list(mechanism["extra"]), mechanism["after"]):
+            for name, readers in (layer.races(fetches, True) if fetches else {}).items():
+                mechanism["raced"].setdefault(name, set()).update(readers)
         layer.load(initial)
         try:
-            layer.run(probe, True, mechanism["extra"])
-            if mechanism["after"]:
-                layer.run_separately(mechanism["after"], probe, True)
+            _train_step(layer, probe, mechanism)
         except (tf.errors.OpError, ValueError, TypeError):
             continue  # ops that cannot run with the layer's feeds alone (or cannot be fetched)
         mechanism["changed"] = _changed(initial, layer.values())
@@ -394,13 +483,33 @@ def _mechanisms(layer, initial, probe, channels):
     separate = [m for m in separate if any(_per_channel(initial[n], channels)
                                            for n in m["changed"] - own)]
     if separate:  # one mechanism: every separate op that writes per-channel state (mean's, variance's)
-        usable.append({"location": "separate-op:" + ",".join(m["after"][0].name for m in separate),
-                       "extra": [], "after": [m["after"][0] for m in separate],
+        after = [m["after"][0] for m in separate]
+        raced = {}
+        for name, readers in list(layer.races([layer.out_train], True).items()) + \
+                list(layer.races(after, True).items()):
+            raced.setdefault(name, set()).update(readers)
+        usable.append({"location": "separate-op:" + ",".join(op.name for op in after),
+                       "extra": [], "after": after, "raced": raced,
                        "changed": set().union(*(m["changed"] for m in separate))})
     return usable
 
 
 def _train_step(layer, batch, location):
+    """One training step (the output with the ops the location needs). With variables the step
+    writes and reads unordered (``location["raced"]``), it runs twice: once to learn what it
+    writes into them, then again from the same state with those values already loaded, so every
+    read sees the written value whichever runs first (the read-after-write order the author
+    meant), the same in every run."""
+    raced = sorted(location["raced"]) if location else []
+    if raced:
+        before = layer.values()
+        _run_step(layer, batch, location)
+        written = layer.values()
+        layer.load(dict(before, **{n: written[n] for n in raced}))
+    _run_step(layer, batch, location)
+
+
+def _run_step(layer, batch, location):
     layer.run(batch, True, location["extra"] if location else [])
     if location and location["after"]:
         layer.run_separately(location["after"], batch, True)
