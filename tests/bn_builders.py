@@ -381,8 +381,8 @@ class TwoStageBatchNorm:
     moments into plain variables; prediction reads an EMA of those variables that only the grouped
     op ``self.assigner`` advances (a training loop runs it after each step)."""
 
-    def __init__(self, decay=0.9, eps=1e-5, name="bn"):
-        self.decay, self.eps, self.name = decay, eps, name
+    def __init__(self, decay=0.9, eps=1e-5, name="bn", racy=False):
+        self.decay, self.eps, self.name, self.racy = decay, eps, name, racy
         self.assigner = None
 
     def __call__(self, x, train=True):
@@ -397,9 +397,13 @@ class TwoStageBatchNorm:
             if train:
                 mean, var = tf.nn.moments(x, list(range(len(x.shape) - 1)), name="moments")
                 self.ema = tf.train.ExponentialMovingAverage(self.decay, name="ema")
-                self.assigner = tf.group(self.ema.apply([self.batch_mean, self.batch_var]), name="assigner")
-                with tf.control_dependencies([tf.assign(self.batch_mean, mean),
-                                              tf.assign(self.batch_var, var)]):
+                apply = self.ema.apply([self.batch_mean, self.batch_var])
+                updates = [tf.assign(self.batch_mean, mean), tf.assign(self.batch_var, var)]
+                if self.racy:  # the EMA beside the assigns it reads: nothing orders them
+                    updates.append(apply)
+                else:
+                    self.assigner = tf.group(apply, name="assigner")
+                with tf.control_dependencies(updates):
                     mean, var = tf.identity(mean), tf.identity(var)
             else:
                 mean, var = self.ema.average(self.batch_mean), self.ema.average(self.batch_var)
@@ -414,4 +418,15 @@ def two_stage_class_python_bool(inputs, training):
     return _TWO_STAGE_LAYERS[graph](inputs, train=training)
 
 
+def two_stage_class_racy(inputs, training):
+    """The same class with the EMA apply in the training step's control dependencies, beside the
+    assigns whose variables it reads (darkflow-style): in one run, whether the EMA takes this
+    batch's moments or the previous batch's depends on thread timing."""
+    graph = tf.get_default_graph()
+    if graph not in _TWO_STAGE_RACY_LAYERS:
+        _TWO_STAGE_RACY_LAYERS[graph] = TwoStageBatchNorm(racy=True)
+    return _TWO_STAGE_RACY_LAYERS[graph](inputs, train=training)
+
+
 _TWO_STAGE_LAYERS = weakref.WeakKeyDictionary()
+_TWO_STAGE_RACY_LAYERS = weakref.WeakKeyDictionary()

@@ -356,6 +356,8 @@ def _probe(layer, rng):
                                                           if n not in gamma + beta])
     candidates = [n for n in per_channel if n in changed_anywhere]
     read_stats = [n for n in candidates if n in reads]
+    if not candidates:  # kept and read at prediction, but nothing updates them (training left False)
+        read_stats = [n for n in reads if n not in layer.trainable]
     stats = read_stats or candidates
     if not structure and (gamma or stats):
         warnings.append("the structural finder found no BN layer in this graph, so doctor, "
@@ -399,7 +401,7 @@ def _probe(layer, rng):
         history.append(layer.values())
     trained = history[-1]
     moving_mean, moving_var = _fit_statistics(report, stats, history, [_moments(b) for b in steps],
-                                              initial)
+                                              initial) if candidates else (None, None)
     judged = [n for n in (moving_mean, moving_var) if n] or stats
     report["moving_stats_trainable"] = any(n in layer.trainable for n in judged) if judged else None
 
@@ -414,6 +416,8 @@ def _probe(layer, rng):
     racy = report["updates_on_inference"] and bool(set(read_stats) & at_prediction)
     if not racy:
         report["inference_batch_independent"] = _batch_independent(layer, trained, query, rng)
+    elif _racy_batch_dependence(layer, trained, query):
+        report["inference_batch_independent"] = False  # measured: some run read this batch's update
 
     # 6. Epsilon: on the prediction path when its statistics can be loaded, else on the training path.
     read_mean = read_var = None
@@ -719,6 +723,23 @@ def _batch_independent(layer, trained, query, rng):
                 and np.abs(in_batch - alone).max() <= 1e-5 * scale)
 
 
+def _racy_batch_dependence(layer, trained, query, runs=30):
+    """For a prediction that races its own update: from one loaded state, does any of ``runs``
+    runs of the same batch differ from the first, or any sample alone from it in that batch?"""
+    outs = []
+    for _ in range(runs):
+        layer.load(trained)
+        outs.append(layer.run(query, False).astype(np.float64))
+    alone = []
+    for i in range(len(query)):
+        layer.load(trained)
+        alone.append(layer.run(query[i:i + 1], False)[0].astype(np.float64))
+    layer.load(trained)
+    scale = 1e-5 * max(1.0, float(np.abs(outs[0]).max()))
+    return bool(any(np.abs(o - outs[0]).max() > scale for o in outs[1:])
+                or np.abs(np.array(alone) - outs[0]).max() > scale)
+
+
 def _plain_training_output(layer, states, probe, eps):
     """With gamma = 1 and beta = 0 loaded, is the training output (x - batch mean) / sqrt(batch
     var + eps)? False for batch renormalisation (x_hat * r + d); None when eps is unknown."""
@@ -731,6 +752,16 @@ def _plain_training_output(layer, states, probe, eps):
     axes = tuple(range(x.ndim - 1))
     expected = (x - x.mean(axes)) / np.sqrt(x.var(axes) + eps)
     return bool(np.abs(out - expected).max() <= 1e-3)
+
+
+def _training_is_prediction(layer, states, probe):
+    """Whether the output with training=True fed equals the prediction output (same state)."""
+    layer.load(states.base)
+    trained = layer.run(probe, True)
+    layer.load(states.base)
+    predicted = layer.run(probe, False)
+    layer.load(states.base)
+    return bool(np.array_equal(trained, predicted))
 
 
 _BEHAVIOUR = {
@@ -759,6 +790,19 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
         differences.append(f"{', '.join(unmeasured)} cannot be measured: the layer keeps no moving "
                            f"statistics (no per-channel variable changes with the output, UPDATE_OPS, "
                            f"any other collection or any separate op), so nothing updates")
+    elif not candidates:
+        unmeasured = [k for k in unmeasured if k not in ("moving_mean_init", "moving_variance_init")]
+        unmeasured += ["update_location"]
+        inits = [f"{role} {report[key]:g}" for role, key in (("mean", "moving_mean_init"),
+                                                               ("variance", "moving_variance_init"))
+                 if report[key] is not None]
+        differences.append(f"{', '.join(unmeasured)} cannot be measured: the layer keeps moving statistics "
+                           f"({', '.join(sorted(stats))}) and reads them at prediction, but nothing updates "
+                           f"them (not the output, UPDATE_OPS, any other collection or any separate op): "
+                           f"they stay at their initial values"
+                           + (f" ({', '.join(inits)})" if inits else "")
+                           + ", as with tf.layers / Keras batch normalization called with training left "
+                             "at its default False")
     elif unmeasured:
         differences.append(f"{', '.join(unmeasured)} could not be measured: no statistic among "
                            f"{', '.join(sorted(stats))} follows an EMA of the batch moments")
@@ -768,11 +812,19 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
     if report["statistics_used_at_prediction"] is None:
         differences.append("statistics_used_at_prediction could not be measured: prediction outputs "
                            "are not finite")
+    race = ("a prediction run both updates and reads the moving statistics, so unless the graph orders "
+            "the read after the update, whether an output used this batch's update depends on thread "
+            "timing (a race; typical of an EMA op built outside the tf.cond)")
+    if racy and report["inference_batch_independent"] is False:
+        differences.append(f"inference_batch_independent is false, measured: {race}; from one loaded "
+                           f"state, repeated prediction runs of the same batch, or a sample alone against "
+                           f"it in its batch, gave different outputs, so a sample's output depends on its "
+                           f"batch (and on timing)")
+    elif racy:
+        differences.append(f"inference_batch_independent cannot be measured: {race}; from one loaded "
+                           f"state, repeated prediction runs of the same batch and each sample alone gave "
+                           f"the same outputs, but another run may order them otherwise")
     if racy:
-        differences.append("inference_batch_independent cannot be measured: a prediction run both "
-                           "updates and reads the moving statistics, so unless the graph orders the "
-                           "read after the update, whether an output used this batch's update depends "
-                           "on thread timing (a race; typical of an EMA op built outside the tf.cond)")
         warnings.append("prediction races its own update of the moving statistics: outputs may "
                         "depend on thread timing and on the batch")
 
@@ -802,7 +854,13 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
         warnings.append(f"the moving statistics update only when {what}: neither the output nor "
                         f"UPDATE_OPS updates them"
                         + (f" (update ops: {', '.join(update_ops)})" if update_ops else ""))
-    if _plain_training_output(layer, states, probe, report["epsilon"]) is False and (gamma or beta):
+    if _plain_training_output(layer, states, probe, report["epsilon"]) is False and (gamma or beta) and \
+            _training_is_prediction(layer, states, probe):
+        differences.append("the output with training=True fed is the prediction output (normalised with the "
+                           "stored statistics, not the batch's): the layer ignores its training input, as "
+                           "when training is left at its default False, and trains on statistics that "
+                           "never change")
+    elif _plain_training_output(layer, states, probe, report["epsilon"]) is False and (gamma or beta):
         differences.append("in training, with gamma=1 and beta=0, the output is not (x - batch mean) / "
                            "sqrt(batch var + eps) (as with batch renormalisation, which corrects it by "
                            "r and d from the moving statistics): training outputs differ from the "
@@ -814,6 +872,8 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
             continue
         if not stats and key.startswith("updates_"):
             continue  # said once above: no statistics, nothing to update
+        if racy and key == "inference_batch_independent":
+            continue  # said above: a race, not batch statistics
         differences.append(_BEHAVIOUR[key])
         if key != "updates_on_training":
             warnings.append(_BEHAVIOUR[key])
