@@ -34,9 +34,24 @@ from chosen feeds, it learns:
   ``eps = (d_b^2 - R d_a^2)/(R - 1)``; a second pair (eps/4, 4 eps) must agree.
   ``epsilon_precision`` is the relative uncertainty: the larger of the spread
   of the estimates (channels, pairs) and float32 rounding propagated through R;
-* whether prediction changes the statistics, depends on the batch (not stated
-  when a prediction run both updates and reads them: a race), and whether the
-  statistics are trainable.
+* whether prediction changes the statistics, depends on the batch, and whether
+  the statistics are trainable. When a prediction run both updates and reads
+  them, one state is loaded and the same batch predicted 30 times, and each
+  sample alone: any differing output makes ``inference_batch_independent``
+  false (measured); none leaves it None, the race explained either way.
+
+Statistics that prediction reads but nothing updates (``tf.layers``
+batch normalization called with ``training`` left at its default False) are
+reported as kept, read and never updated: their inits and epsilon are measured
+on the prediction path; the update rule is None with why.
+
+A training step whose run writes a variable and also reads it with neither
+ordered before the other (an EMA apply placed beside the assigns whose
+variables it reads, in one ``tf.control_dependencies``) is a race: found on the
+graph (ops in tf.cond branches the feed does not take left out), reported, and
+measured read-after-write (the step runs once to learn what it writes, then
+again from the same state with those values loaded), so the same builder gives
+the same report in every process.
 
 The structural finder (``finder.find``) says where things are; the audit checks
 its gamma, beta and update location against what the probes measure (a
