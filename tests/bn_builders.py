@@ -366,3 +366,67 @@ def hand_nchw(inputs, training):
             tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, op)
         m, v = tf.cond(training, lambda: (mean, var), lambda: (moving_mean, moving_var))
         return tf.transpose(tf.nn.batch_normalization(x, m, v, beta, gamma, 1e-3), [0, 2, 3, 1])
+
+
+# ---- issue "Right on real models": the default training=False, and a DCGAN-2016 two-stage class
+
+def tf_layers_training_left_false(inputs, training):
+    """The common bug: tf.layers.batch_normalization called without ``training`` (default False):
+    the moving statistics are kept and read, and never updated."""
+    return tf_layers_batch_normalization()(inputs)
+
+
+class TwoStageBatchNorm:
+    """DCGAN-2016 style (one object per graph, a Python-bool ``train``): training assigns the batch
+    moments into plain variables; prediction reads an EMA of those variables that only the grouped
+    op ``self.assigner`` advances (a training loop runs it after each step)."""
+
+    def __init__(self, decay=0.9, eps=1e-5, name="bn", racy=False):
+        self.decay, self.eps, self.name, self.racy = decay, eps, name, racy
+        self.assigner = None
+
+    def __call__(self, x, train=True):
+        channels = x.shape[-1]
+        with tf.variable_scope(self.name, reuse=tf.AUTO_REUSE):
+            self.gamma = tf.get_variable("gamma", channels, initializer=tf.random_normal_initializer(1.0, 0.02))
+            self.beta = tf.get_variable("beta", channels, initializer=tf.zeros_initializer())
+            self.batch_mean = tf.get_variable("batch_mean", channels, initializer=tf.zeros_initializer(),
+                                              trainable=False)
+            self.batch_var = tf.get_variable("batch_variance", channels,
+                                             initializer=tf.zeros_initializer(), trainable=False)
+            if train:
+                mean, var = tf.nn.moments(x, list(range(len(x.shape) - 1)), name="moments")
+                self.ema = tf.train.ExponentialMovingAverage(self.decay, name="ema")
+                apply = self.ema.apply([self.batch_mean, self.batch_var])
+                updates = [tf.assign(self.batch_mean, mean), tf.assign(self.batch_var, var)]
+                if self.racy:  # the EMA beside the assigns it reads: nothing orders them
+                    updates.append(apply)
+                else:
+                    self.assigner = tf.group(apply, name="assigner")
+                with tf.control_dependencies(updates):
+                    mean, var = tf.identity(mean), tf.identity(var)
+            else:
+                mean, var = self.ema.average(self.batch_mean), self.ema.average(self.batch_var)
+            return tf.nn.batch_normalization(x, mean, var, self.beta, self.gamma, self.eps)
+
+
+def two_stage_class_python_bool(inputs, training):
+    """Called twice (True, then False): one TwoStageBatchNorm per graph serves both calls."""
+    graph = tf.get_default_graph()
+    if graph not in _TWO_STAGE_LAYERS:
+        _TWO_STAGE_LAYERS[graph] = TwoStageBatchNorm()
+    return _TWO_STAGE_LAYERS[graph](inputs, train=training)
+
+
+def two_stage_class_racy(inputs, training):
+    """The same class with the EMA apply in the training step's control dependencies, beside the
+    assigns whose variables it reads (darkflow-style): in one run, whether the EMA takes this
+    batch's moments or the previous batch's depends on thread timing."""
+    graph = tf.get_default_graph()
+    if graph not in _TWO_STAGE_RACY_LAYERS:
+        _TWO_STAGE_RACY_LAYERS[graph] = TwoStageBatchNorm(racy=True)
+    return _TWO_STAGE_RACY_LAYERS[graph](inputs, train=training)
+
+
+_TWO_STAGE_LAYERS = weakref.WeakKeyDictionary()
+_TWO_STAGE_RACY_LAYERS = weakref.WeakKeyDictionary()

@@ -34,9 +34,24 @@ from chosen feeds, it learns:
   ``eps = (d_b^2 - R d_a^2)/(R - 1)``; a second pair (eps/4, 4 eps) must agree.
   ``epsilon_precision`` is the relative uncertainty: the larger of the spread
   of the estimates (channels, pairs) and float32 rounding propagated through R;
-* whether prediction changes the statistics, depends on the batch (not stated
-  when a prediction run both updates and reads them: a race), and whether the
-  statistics are trainable.
+* whether prediction changes the statistics, depends on the batch, and whether
+  the statistics are trainable. When a prediction run both updates and reads
+  them, one state is loaded and the same batch predicted 30 times, and each
+  sample alone: any differing output makes ``inference_batch_independent``
+  false (measured); none leaves it None, the race explained either way.
+
+Statistics that prediction reads but nothing updates (``tf.layers``
+batch normalization called with ``training`` left at its default False) are
+reported as kept, read and never updated: their inits and epsilon are measured
+on the prediction path; the update rule is None with why.
+
+A training step whose run writes a variable and also reads it with neither
+ordered before the other (an EMA apply placed beside the assigns whose
+variables it reads, in one ``tf.control_dependencies``) is a race: found on the
+graph (ops in tf.cond branches the feed does not take left out), reported, and
+measured read-after-write (the step runs once to learn what it writes, then
+again from the same state with those values loaded), so the same builder gives
+the same report in every process.
 
 The structural finder (``finder.find``) says where things are; the audit checks
 its gamma, beta and update location against what the probes measure (a
@@ -51,6 +66,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.tools import finder
 from tf1_repro.graph import walk
+from tf1_repro.graph.ops import PASS_THROUGH_OPS, VARIABLE_OPS, WRITE_OPS
 from tf1_repro.comparisons import implementations
 from tf1_repro.comparisons import loader
 
@@ -64,8 +80,6 @@ KEYS = ("decay", "epsilon", "epsilon_precision", "moving_mean_init", "moving_var
         "warnings")
 WHERE = "audit"
 _FLOAT32_ULP = 2.0 ** -23
-_WRITES = ("Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
-           "AssignSubVariableOp", "ScatterUpdate", "ScatterAdd", "ScatterSub")
 _STANDARD_KEYS = {getattr(tf.GraphKeys, k) for k in dir(tf.GraphKeys)
                   if k.isupper() and isinstance(getattr(tf.GraphKeys, k), str)}
 
@@ -107,6 +121,7 @@ class _Layer:
         self.sess = tf.Session(graph=self.graph)
         self.sess.run(init)  # once: every probe loads a state, never re-runs the initialisers
         self.initial = self.values()
+        self._preds = {}
 
     def _variables(self):
         return [v.op.name for v in self.graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)]
@@ -139,7 +154,7 @@ class _Layer:
         for op in self.graph.get_operations():
             consumers.update(t.op for t in op.inputs)
             consumers.update(op.control_inputs)
-        covered = _ancestors([self.out_train.op, self.out_infer.op]
+        covered = walk.ancestors([self.out_train.op, self.out_infer.op]
                              + [_op(i) for i in self.update_ops]
                              + [_op(i) for items in self.collections.values() for i in items])
         sinks = []
@@ -147,9 +162,66 @@ class _Layer:
             if op in consumers or op in covered or op.type in ("Placeholder", "Const", "VarHandleOp",
                                                                "VariableV2"):
                 continue
-            if any(a.type in _WRITES for a in _ancestors([op])):
+            if walk.any_ancestor([op], lambda a: a.type in WRITE_OPS):
                 sinks.append(op)
         return sinks
+
+    def races(self, fetches, training):
+        """{variable: sorted reader names} for the variables one run of ``fetches`` (``training``
+        fed) both writes and reads with no order between the write and the read (neither depends
+        on the other): which value the read sees then depends on thread timing. Ops in a tf.cond
+        branch the feed does not take never run and are left out."""
+        live, seen, stack = [], set(), [_op(f) for f in fetches]
+        while stack:  # the ops the run needs, never through a branch it does not take
+            op = stack.pop()
+            if op in seen or not self._taken(op, training):
+                continue
+            seen.add(op)
+            live.append(op)
+            stack.extend(t.op for t in op.inputs)
+            stack.extend(op.control_inputs)
+        writes, reads = {}, {}
+        for op in live:
+            if op.type in WRITE_OPS and op.inputs:
+                target = _variable_of(op.inputs[0])
+                if target is not None:
+                    writes.setdefault(target.name, []).append(op)
+                continue
+            if op.type in _NOT_READS or not op.outputs or any(_is_reference(t.dtype) for t in op.outputs):
+                continue  # passes the reference on (or only asks about the variable)
+            for t in op.inputs:
+                target = _variable_of(t) if _is_reference(t.dtype) else None
+                if target is not None:
+                    reads.setdefault(target.name, []).append(op)
+        found = {}
+        for name in sorted(set(writes) & set(reads)):
+            for write in writes[name]:
+                above = walk.ancestors([write])
+                racing = [r for r in reads[name] if r not in above
+                          and not walk.any_ancestor([r], lambda a, w=write: a is w)]
+                if racing:
+                    found.setdefault(name, set()).update(r.name for r in racing)
+        return {name: sorted(readers) for name, readers in found.items()}
+
+    def _taken(self, op, training):
+        """False when ``op`` sits in a tf.cond branch that this feed does not take."""
+        context = op._get_control_flow_context()  # pylint: disable=protected-access
+        while context is not None:
+            pred, branch = getattr(context, "pred", None), getattr(context, "branch", None)
+            if pred is not None and branch is not None:
+                while not self.graph.is_fetchable(pred) and pred.op.type == "Identity":
+                    pred = pred.op.inputs[0]  # tf.cond's pred_id: the pred it copies is fetchable
+                key = (pred.name, training)
+                if key not in self._preds:
+                    try:
+                        self._preds[key] = bool(self.sess.run(pred, {self.x: np.zeros(
+                            (2,) + self.shape[1:], np.float32), self.training: training}))
+                    except (tf.errors.OpError, ValueError, TypeError):
+                        self._preds[key] = None  # unknown: counted as taken
+                if self._preds[key] is not None and self._preds[key] != bool(branch):
+                    return False
+            context = getattr(context, "outer_context", None)
+        return True
 
     def values(self):
         return dict(zip(self.names, self.sess.run(self.variables)))
@@ -169,8 +241,26 @@ def _op(item):
     return item if isinstance(item, tf.Operation) else item.op
 
 
-def _ancestors(ops):
-    return walk.ancestors(ops)
+# Ops that take a variable's reference without reading its value (or call functions whose reads
+# this walk cannot see).
+_NOT_READS = ("IsVariableInitialized", "VarIsInitializedOp", "VariableShape", "If", "StatelessIf",
+              "While", "StatelessWhile", "PartitionedCall", "StatefulPartitionedCall")
+_REFERENCE_PASSING = PASS_THROUGH_OPS[:1] + ("RefIdentity", "Switch", "RefSwitch", "Enter", "RefEnter")
+
+
+def _is_reference(dtype):
+    return dtype._is_ref_dtype or dtype.base_dtype == tf.resource  # pylint: disable=protected-access
+
+
+def _variable_of(tensor):
+    """The variable op a reference (ref or resource) tensor refers to, through ops that pass the
+    reference on; None when it is not one."""
+    op = tensor.op
+    while op.type not in VARIABLE_OPS:
+        if op.type not in _REFERENCE_PASSING or not op.inputs or not _is_reference(op.inputs[0].dtype):
+            return None
+        op = op.inputs[0].op
+    return op
 
 
 def _batch(shape, means, variances, rng):
@@ -281,6 +371,8 @@ def _probe(layer, rng):
                                                           if n not in gamma + beta])
     candidates = [n for n in per_channel if n in changed_anywhere]
     read_stats = [n for n in candidates if n in reads]
+    if not candidates:  # kept and read at prediction, but nothing updates them (training left False)
+        read_stats = [n for n in reads if n not in layer.trainable]
     stats = read_stats or candidates
     if not structure and (gamma or stats):
         warnings.append("the structural finder found no BN layer in this graph, so doctor, "
@@ -301,6 +393,18 @@ def _probe(layer, rng):
         warnings.append(f"training also changes {', '.join(others)}, which prediction does not read; "
                         f"the statistics prediction reads are {', '.join(sorted(read_stats))}")
 
+    # Races in a training step: a variable written and read in one run with no order between.
+    raced = location["raced"] if location else {}
+    for name, readers in sorted(raced.items()):
+        line = (f"a training step writes {name} and reads it ({', '.join(sorted(readers)[:3])}"
+                f"{', ...' if len(readers) > 3 else ''}) with no order between the write and the read: "
+                f"whether the read sees this batch's value or the previous one depends on thread timing "
+                f"(a race; typical of an EMA apply placed beside the assigns it reads, in one "
+                f"tf.control_dependencies); the update rule here is measured with the read after the write")
+        differences.append(line)
+        warnings.append(f"training races its own update of {name}: the moving statistics follow this "
+                        f"batch or the previous one, by thread timing")
+
     # 4. Three training steps with chosen moments; fit the update rule to each statistic.
     means = [5.0 + c, -3.0 + 2 * c, 8.0 - c]
     variances = [4.0 * (1 + 0.1 * c), 0.25 * (1 + 0.1 * c), 9.0 * (1 + 0.1 * c)]
@@ -312,7 +416,7 @@ def _probe(layer, rng):
         history.append(layer.values())
     trained = history[-1]
     moving_mean, moving_var = _fit_statistics(report, stats, history, [_moments(b) for b in steps],
-                                              initial)
+                                              initial) if candidates else (None, None)
     judged = [n for n in (moving_mean, moving_var) if n] or stats
     report["moving_stats_trainable"] = any(n in layer.trainable for n in judged) if judged else None
 
@@ -327,6 +431,8 @@ def _probe(layer, rng):
     racy = report["updates_on_inference"] and bool(set(read_stats) & at_prediction)
     if not racy:
         report["inference_batch_independent"] = _batch_independent(layer, trained, query, rng)
+    elif _racy_batch_dependence(layer, trained, query):
+        report["inference_batch_independent"] = False  # measured: some run read this batch's update
 
     # 6. Epsilon: on the prediction path when its statistics can be loaded, else on the training path.
     read_mean = read_var = None
@@ -380,11 +486,13 @@ def _mechanisms(layer, initial, probe, channels):
         found.append({"location": f"separate-op:{op.name}", "extra": [], "after": [op]})
     usable, separate = [], []
     for mechanism in found:
+        mechanism["raced"] = {}
+        for fetches in ([layer.out_train] + list(mechanism["extra"]), mechanism["after"]):
+            for name, readers in (layer.races(fetches, True) if fetches else {}).items():
+                mechanism["raced"].setdefault(name, set()).update(readers)
         layer.load(initial)
         try:
-            layer.run(probe, True, mechanism["extra"])
-            if mechanism["after"]:
-                layer.run_separately(mechanism["after"], probe, True)
+            _train_step(layer, probe, mechanism)
         except (tf.errors.OpError, ValueError, TypeError):
             continue  # ops that cannot run with the layer's feeds alone (or cannot be fetched)
         mechanism["changed"] = _changed(initial, layer.values())
@@ -394,13 +502,33 @@ def _mechanisms(layer, initial, probe, channels):
     separate = [m for m in separate if any(_per_channel(initial[n], channels)
                                            for n in m["changed"] - own)]
     if separate:  # one mechanism: every separate op that writes per-channel state (mean's, variance's)
-        usable.append({"location": "separate-op:" + ",".join(m["after"][0].name for m in separate),
-                       "extra": [], "after": [m["after"][0] for m in separate],
+        after = [m["after"][0] for m in separate]
+        raced = {}
+        for name, readers in list(layer.races([layer.out_train], True).items()) + \
+                list(layer.races(after, True).items()):
+            raced.setdefault(name, set()).update(readers)
+        usable.append({"location": "separate-op:" + ",".join(op.name for op in after),
+                       "extra": [], "after": after, "raced": raced,
                        "changed": set().union(*(m["changed"] for m in separate))})
     return usable
 
 
 def _train_step(layer, batch, location):
+    """One training step (the output with the ops the location needs). With variables the step
+    writes and reads unordered (``location["raced"]``), it runs twice: once to learn what it
+    writes into them, then again from the same state with those values already loaded, so every
+    read sees the written value whichever runs first (the read-after-write order the author
+    meant), the same in every run."""
+    raced = sorted(location["raced"]) if location else []
+    if raced:
+        before = layer.values()
+        _run_step(layer, batch, location)
+        written = layer.values()
+        layer.load(dict(before, **{n: written[n] for n in raced}))
+    _run_step(layer, batch, location)
+
+
+def _run_step(layer, batch, location):
     layer.run(batch, True, location["extra"] if location else [])
     if location and location["after"]:
         layer.run_separately(location["after"], batch, True)
@@ -610,6 +738,23 @@ def _batch_independent(layer, trained, query, rng):
                 and np.abs(in_batch - alone).max() <= 1e-5 * scale)
 
 
+def _racy_batch_dependence(layer, trained, query, runs=30):
+    """For a prediction that races its own update: from one loaded state, does any of ``runs``
+    runs of the same batch differ from the first, or any sample alone from it in that batch?"""
+    outs = []
+    for _ in range(runs):
+        layer.load(trained)
+        outs.append(layer.run(query, False).astype(np.float64))
+    alone = []
+    for i in range(len(query)):
+        layer.load(trained)
+        alone.append(layer.run(query[i:i + 1], False)[0].astype(np.float64))
+    layer.load(trained)
+    scale = 1e-5 * max(1.0, float(np.abs(outs[0]).max()))
+    return bool(any(np.abs(o - outs[0]).max() > scale for o in outs[1:])
+                or np.abs(np.array(alone) - outs[0]).max() > scale)
+
+
 def _plain_training_output(layer, states, probe, eps):
     """With gamma = 1 and beta = 0 loaded, is the training output (x - batch mean) / sqrt(batch
     var + eps)? False for batch renormalisation (x_hat * r + d); None when eps is unknown."""
@@ -622,6 +767,16 @@ def _plain_training_output(layer, states, probe, eps):
     axes = tuple(range(x.ndim - 1))
     expected = (x - x.mean(axes)) / np.sqrt(x.var(axes) + eps)
     return bool(np.abs(out - expected).max() <= 1e-3)
+
+
+def _training_is_prediction(layer, states, probe):
+    """Whether the output with training=True fed equals the prediction output (same state)."""
+    layer.load(states.base)
+    trained = layer.run(probe, True)
+    layer.load(states.base)
+    predicted = layer.run(probe, False)
+    layer.load(states.base)
+    return bool(np.array_equal(trained, predicted))
 
 
 _BEHAVIOUR = {
@@ -650,6 +805,19 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
         differences.append(f"{', '.join(unmeasured)} cannot be measured: the layer keeps no moving "
                            f"statistics (no per-channel variable changes with the output, UPDATE_OPS, "
                            f"any other collection or any separate op), so nothing updates")
+    elif not candidates:
+        unmeasured = [k for k in unmeasured if k not in ("moving_mean_init", "moving_variance_init")]
+        unmeasured += ["update_location"]
+        inits = [f"{role} {report[key]:g}" for role, key in (("mean", "moving_mean_init"),
+                                                               ("variance", "moving_variance_init"))
+                 if report[key] is not None]
+        differences.append(f"{', '.join(unmeasured)} cannot be measured: the layer keeps moving statistics "
+                           f"({', '.join(sorted(stats))}) and reads them at prediction, but nothing updates "
+                           f"them (not the output, UPDATE_OPS, any other collection or any separate op): "
+                           f"they stay at their initial values"
+                           + (f" ({', '.join(inits)})" if inits else "")
+                           + ", as with tf.layers / Keras batch normalization called with training left "
+                             "at its default False")
     elif unmeasured:
         differences.append(f"{', '.join(unmeasured)} could not be measured: no statistic among "
                            f"{', '.join(sorted(stats))} follows an EMA of the batch moments")
@@ -659,11 +827,19 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
     if report["statistics_used_at_prediction"] is None:
         differences.append("statistics_used_at_prediction could not be measured: prediction outputs "
                            "are not finite")
+    race = ("a prediction run both updates and reads the moving statistics, so unless the graph orders "
+            "the read after the update, whether an output used this batch's update depends on thread "
+            "timing (a race; typical of an EMA op built outside the tf.cond)")
+    if racy and report["inference_batch_independent"] is False:
+        differences.append(f"inference_batch_independent is false, measured: {race}; from one loaded "
+                           f"state, repeated prediction runs of the same batch, or a sample alone against "
+                           f"it in its batch, gave different outputs, so a sample's output depends on its "
+                           f"batch (and on timing)")
+    elif racy:
+        differences.append(f"inference_batch_independent cannot be measured: {race}; from one loaded "
+                           f"state, repeated prediction runs of the same batch and each sample alone gave "
+                           f"the same outputs, but another run may order them otherwise")
     if racy:
-        differences.append("inference_batch_independent cannot be measured: a prediction run both "
-                           "updates and reads the moving statistics, so unless the graph orders the "
-                           "read after the update, whether an output used this batch's update depends "
-                           "on thread timing (a race; typical of an EMA op built outside the tf.cond)")
         warnings.append("prediction races its own update of the moving statistics: outputs may "
                         "depend on thread timing and on the batch")
 
@@ -693,7 +869,13 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
         warnings.append(f"the moving statistics update only when {what}: neither the output nor "
                         f"UPDATE_OPS updates them"
                         + (f" (update ops: {', '.join(update_ops)})" if update_ops else ""))
-    if _plain_training_output(layer, states, probe, report["epsilon"]) is False and (gamma or beta):
+    if _plain_training_output(layer, states, probe, report["epsilon"]) is False and (gamma or beta) and \
+            _training_is_prediction(layer, states, probe):
+        differences.append("the output with training=True fed is the prediction output (normalised with the "
+                           "stored statistics, not the batch's): the layer ignores its training input, as "
+                           "when training is left at its default False, and trains on statistics that "
+                           "never change")
+    elif _plain_training_output(layer, states, probe, report["epsilon"]) is False and (gamma or beta):
         differences.append("in training, with gamma=1 and beta=0, the output is not (x - batch mean) / "
                            "sqrt(batch var + eps) (as with batch renormalisation, which corrects it by "
                            "r and d from the moving statistics): training outputs differ from the "
@@ -705,6 +887,8 @@ def _differences(report, layer, states, probe, stats, candidates, location, racy
             continue
         if not stats and key.startswith("updates_"):
             continue  # said once above: no statistics, nothing to update
+        if racy and key == "inference_batch_independent":
+            continue  # said above: a race, not batch statistics
         differences.append(_BEHAVIOUR[key])
         if key != "updates_on_training":
             warnings.append(_BEHAVIOUR[key])
