@@ -6,6 +6,7 @@ return new protos. Before the rewrite ("One house for the tools") these lived in
 """
 
 import collections
+import re
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -157,3 +158,32 @@ def prune(graph_def, outputs):
         keep.add(name)
         stack.extend(node_name(i) for i in by_name[name].input)
     return with_nodes(graph_def, [n for n in graph_def.node if n.name in keep])
+
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")
+
+
+def rename_nodes(graph_def, names):
+    """A copy of ``graph_def`` with the nodes ``{old name: new name}`` renamed and every input
+    that reads them (``old``, ``old:N``, ``^old``) rewritten. A new name that is not a valid node
+    name, or that another node (or another rename) already has, is left out; returns
+    ``(new GraphDef, {old: new} actually applied)``."""
+    taken = {node.name for node in graph_def.node}
+    applied = {}
+    for old, new in sorted(names.items()):
+        if old in taken and new != old and _NODE_NAME.match(new or "") and new not in taken:
+            applied[old] = new
+            taken.add(new)
+    out = graph_def.__class__()
+    out.CopyFrom(graph_def)
+    if not applied:
+        return out, applied
+    for node in out.node:
+        if node.name in applied:
+            node.name = applied[node.name]
+        for i, name in enumerate(node.input):
+            control = name.startswith("^")
+            base, sep, rest = name.lstrip("^").partition(":")
+            if base in applied:
+                node.input[i] = ("^" if control else "") + applied[base] + sep + rest
+    return out, applied

@@ -60,7 +60,24 @@ def freeze(task, params, source, what, timeout=600):
         with open(os.path.join(folder, "frozen.pb"), "rb") as f:
             graph_def.ParseFromString(f.read())
         with open(os.path.join(folder, "out.json"), encoding="utf-8") as f:
-            return graph_def, json.load(f)
+            out = json.load(f)
+    return named_by_variable_paths(graph_def, out)
+
+
+def named_by_variable_paths(graph_def, out):
+    """The frozen graph with each variable's Const renamed to its variable's path (``unknown_3``
+    -> ``batch_normalization/moving_mean``; a ``:0`` suffix dropped), so that every tool names
+    layers, gamma, beta and the moving statistics as the user knows them; ``out``'s
+    ``variable_paths`` and ``checkpoint_keys`` follow. A path that is not a valid node name or
+    clashes with a node keeps the generated name."""
+    from tf1_repro.graph import graphdef  # pylint: disable=import-outside-toplevel
+    paths = out.get("variable_paths", {})
+    wanted = {const: path.split(":")[0] for const, path in paths.items()}
+    graph_def, applied = graphdef.rename_nodes(graph_def, wanted)
+    out = dict(out)
+    out["variable_paths"] = {applied.get(k, k): v for k, v in paths.items()}
+    out["checkpoint_keys"] = {applied.get(k, k): v for k, v in out.get("checkpoint_keys", {}).items()}
+    return graph_def, out
 
 
 # ---- the child's side (TF2 behaviour) ----------------------------------------------------
