@@ -33,8 +33,7 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
     notes = found.notes
     report = {"source": doc.source, "format": doc.format, "bn_layers": [], "dropouts": [],
               "findings": [], "healthy": True, "ran": False, "notes": notes}
-    ctx = Context(doc, found.layers, found.dropouts, found.result, doc.global_step(),
-                  frozenset(doc.collection_names("trainable_variables")))
+    ctx = context_of(doc, found)
     findings = static_findings(ctx)
     if s.run and ctx.has_graph:
         done = runs.execute(doc, s, found, given)
@@ -52,6 +51,12 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
     report["healthy"] = not any(f.severity == ERROR for f in findings)
     report["global_step"] = ctx.global_step
     return _jsonable(report)
+
+
+def context_of(doc, found):
+    """The checks' ``Context`` of an artefact (``artefact.load``) and its ``layers.find``."""
+    return Context(doc, found.layers, found.dropouts, found.result, doc.global_step(),
+                   frozenset(doc.collection_names("trainable_variables")))
 
 
 def static_findings(ctx):
