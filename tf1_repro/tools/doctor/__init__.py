@@ -7,12 +7,13 @@ and dropouts with ``tf1_repro.tools.finder`` (or, for a checkpoint without a
 graph, from variable names and shapes with ``naming.layers_from_names``) and
 returns a report whose ``findings`` have the fixed ids of ``FINDINGS``.
 
-Layout: each finding id is a check of its own in ``doctor/checks/`` (its id, severity, fix and
-detection; ``base.Check``, registered in ``base.REGISTRY`` in the report's order); the shared
-machinery is ``artefact`` (reading the artefact, importing its graph), ``layers`` (the BN layers
-and dropouts as dataclasses), ``outputs`` (what runs), ``runs`` (the plan, the feeds and the three
-runs), ``context`` (what the checks read), ``settings`` (the arguments) and ``report`` (asking the
-checks, merging, printing). The rules below are each check's docstring, gathered.
+Layout: each finding id is a check of its own in ``doctor/checks/`` (its id, severity, fix
+and detection; ``base.Check``, registered in ``base.REGISTRY`` in the report's order); the
+shared machinery is ``artefact`` (reading the artefact, importing its graph), ``layers`` (the
+BN layers and dropouts as dataclasses), ``outputs`` (what runs), ``inputs`` (the feeds and
+batches), ``runs`` (the plan and the three runs), ``context`` (what the checks read),
+``settings`` (the arguments) and ``report`` (asking the checks, merging, printing). The rules
+below are each check's docstring, gathered.
 
 **Static checks** (nothing runs; values come from the checkpoint or from the
 frozen graph's Consts):
@@ -99,7 +100,8 @@ from tf1_repro.graph import safety
 from tf1_repro.tools.doctor.base import (ERROR, INFO, REGISTRY, UPDATE_OPS_FIX, WARNING, WHERE,
                                          Check, DoctorError, Finding, register)
 from tf1_repro.tools.doctor.report import diagnose, format_report
-from tf1_repro.tools.doctor.runs import DEFAULT_BATCH, error_line as _error_line
+from tf1_repro.tools.doctor.inputs import DEFAULT_BATCH
+from tf1_repro.tools.doctor.runs import error_line as _error_line
 from tf1_repro.tools.doctor.settings import (Settings, load_data, parse_feed, parse_input_shape,
                                              settings)
 

@@ -57,8 +57,8 @@ def serving_defaults(ctx):
         where = (f"{m.name} is placeholder_with_default({m.default!r}), "
                  + ("not among the signature's inputs" if ctx.format == "saved_model" else
                     "in a frozen graph") + ": every serving client that feeds only the inputs gets")
-        users = tuple(d.name for d in ctx.dropouts
-                      if (d.keep_prob or {}).get("name") == m.name or (d.mode or {}).get("name") == m.name)
+        users = tuple(d.name for d in ctx.dropouts if m.name in (
+            (d.keep_prob or {}).get("name"), (d.mode or {}).get("name")))
         bn = tuple(layer.name for layer in ctx.layers if (layer.mode or {}).get("name") == m.name)
         out.append(ServingDefault(m, where, users, bn))
     return out

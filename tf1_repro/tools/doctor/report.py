@@ -12,7 +12,7 @@
 import numpy as np
 
 from tf1_repro.tools.doctor import checks  # noqa: F401  pylint: disable=unused-import  (registers)
-from tf1_repro.tools.doctor import artefact, layers as found_layers, runs
+from tf1_repro.tools.doctor import artefact, inputs, layers as found_layers, runs
 from tf1_repro.tools.doctor.base import ERROR, INFO, REGISTRY, WARNING
 from tf1_repro.tools.doctor.context import Context, serving_defaults
 from tf1_repro.tools.doctor.settings import settings
@@ -29,7 +29,7 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
     s = settings(path, feeds, input_shapes, data, run)
     doc = artefact.load(s.path)
     found = found_layers.find(doc)
-    given = runs.resolve_feeds(doc, s)  # checked the same with and without a run
+    given = inputs.resolve_feeds(doc, s)  # checked the same with and without a run
     notes = found.notes
     report = {"source": doc.source, "format": doc.format, "bn_layers": [], "dropouts": [],
               "findings": [], "healthy": True, "ran": False, "notes": notes}

@@ -57,7 +57,8 @@ def settings(path, feeds=None, input_shapes=None, data=None, run=True):
     if isinstance(data, (str, os.PathLike)):
         data = load_data(str(data))
     elif data is not None and not isinstance(data, dict):
-        raise DoctorError(f"{WHERE}: --data must be an .npz file or a dict, got {type(data).__name__}")
+        raise DoctorError(f"{WHERE}: --data must be an .npz file or a dict, got "
+                          f"{type(data).__name__}")
     return Settings(os.fspath(path), checked, shapes, dict(data or {}), bool(run))
 
 

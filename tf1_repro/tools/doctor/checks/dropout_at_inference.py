@@ -29,7 +29,7 @@ class DropoutAtInference(Check):
                 continue
             if mode is not None and not (mode["op"] == "Const" and bool(mode["default"])):
                 continue  # a mode input switches it off at prediction (Keras' learning phase)
-            if (kp.get("param") == "rate" and value > 0) or (kp.get("param") != "rate" and value < 1):
+            if value > 0 if kp.get("param") == "rate" else value < 1:
                 yield self.finding(d.name, f"{kp.get('param', 'keep_prob')} is a Const {value:g} "
                                    f"({kp.get('name')}) in an artefact meant for serving")
 

@@ -1,4 +1,4 @@
-"""``stats-not-finite`` (error): a moving statistic holds NaN or inf (checkpoint or Const values)."""
+"""``stats-not-finite`` (error): a moving statistic holds NaN or inf."""
 
 import numpy as np
 
