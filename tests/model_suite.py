@@ -11,6 +11,8 @@ API (for any test that needs saved legacy models)::
         case.expected_findings # frozenset of doctor finding ids (errors, warnings and infos)
         case.healthy           # True when no expected finding is an error
         case.twin              # name of the healthy twin of a broken case (None for healthy ones)
+        case.contrast          # for a healthy case with a warning or info: a case like it without
+                               # that finding (None otherwise)
         case.inputs            # {tensor name: shape with None for the batch}; {} without a graph
         case.outputs           # prediction tensor names, e.g. ("logits:0",); () without a graph
         case.feeds             # the mode inputs prediction binds (placeholders, with or without
@@ -76,6 +78,7 @@ class Case:
     feeds: Dict[str, object]
     twin: Optional[str]
     about: str
+    contrast: Optional[str] = None
 
 
 # ---- the nets
@@ -388,15 +391,16 @@ _LOGITS = ("logits:0",)
 
 
 def _case(name, build, fmt, expected, healthy, about, twin=None, inputs=None, outputs=_LOGITS,
-          feeds=None):
+          feeds=None, contrast=None):
     return Case(name, build, fmt, frozenset(expected), healthy, tuple(outputs),
                 dict(_DENSE_IN if inputs is None else inputs),
-                dict(TRAINING_FEEDS if feeds is None else feeds), twin, about)
+                dict(TRAINING_FEEDS if feeds is None else feeds), twin, about, contrast)
 
 
 SUITE = {c.name: c for c in [
     _case("tf_layers_wired", _build_tf_layers("UPDATE_OPS"), "checkpoint", {NO_DEFAULT}, True,
-          "tf.layers BN (fused=False), train op under control_dependencies(UPDATE_OPS)"),
+          "tf.layers BN (fused=False), train op under control_dependencies(UPDATE_OPS)",
+          contrast="saved_model_keep_prob_in_signature"),
     _case("tf_layers_unwired", _build_tf_layers(None), "checkpoint",
           {"stats-never-updated", "update-ops-not-in-train-op", NO_DEFAULT}, False,
           "tf.layers BN, UPDATE_OPS never wired into the train op", twin="tf_layers_wired"),
@@ -451,10 +455,12 @@ SUITE = {c.name: c for c in [
           "wired tf.layers BN whose first moving variance is -0.5", twin="tf_layers_wired"),
     _case("trainable_stats", _build_hand_written(trainable=True), "checkpoint",
           {"stats-trainable", NO_DEFAULT}, True,
-          "hand-written BN whose moving statistics are trainable variables"),
+          "hand-written BN whose moving statistics are trainable variables",
+          contrast="zero_start_debiased"),
     _case("zero_start_few_steps", _build_hand_written(steps=5, variance_init=0.0), "checkpoint",
           {"ema-zero-bias", NO_DEFAULT}, True,
-          "hand-written BN, both shadows start at 0, not debiased, 5 steps of decay 0.9"),
+          "hand-written BN, both shadows start at 0, not debiased, 5 steps of decay 0.9",
+          contrast="zero_start_debiased"),
     _case("zero_start_debiased", _build_hand_written(steps=5, variance_init=0.0, zero_debias=True),
           "checkpoint", {NO_DEFAULT}, True,
           "the same with assign_moving_average(zero_debias=True): no zero bias"),

@@ -17,17 +17,18 @@ _HEADERS = ("Graph execution error", "Detected at node", "File ", "[[", "Node:",
             "Original stack trace", "(most recent call last)", "for ", "Error in")
 
 
-def one_line(err, limit=300):
-    """The informative line of an exception or text, at most ``limit`` characters.
+def one_line(err, limit=300, empty="(no message)"):
+    """The informative line of an exception or text, at most ``limit`` characters (None: uncut).
 
     For TensorFlow's runtime errors that is the reason (``Retval[1] does not have value``), not
     the header (``Graph execution error:``), the ``Detected at node`` trace, the Python stack or
-    the ``[[...]]`` tail; for anything else, its first non-empty line."""
+    the ``[[...]]`` tail; for anything else, its first non-empty line; ``empty`` when there is
+    no text."""
     text = getattr(err, "message", None) or str(err)
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     told = [line for line in lines if not line.startswith(_HEADERS)]
-    line = (told or lines or ["(no message)"])[0]
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+    line = (told or lines or [empty])[0]
+    return line if limit is None or len(line) <= limit else line[:limit - 3] + "..."
 
 
 def exception_line(err, limit=300):

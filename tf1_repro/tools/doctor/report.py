@@ -1,0 +1,167 @@
+"""The report: ``diagnose`` asks every registered check, in the registry's order, at each moment.
+
+1. per BN layer: ``Check.layer`` (values and graph, nothing runs);
+2. once, with a graph: ``Check.graph``;
+3. per mode input a serving client leaves at its default: ``Check.serving_default``;
+4. per set of runs (with the prediction feeds; then, for a SavedModel, as a serving client):
+   ``Check.dynamic``. A serving client's run adds only the (id, layer) pairs the first did not
+   give, and a dynamic finding without a layer whose id a static finding already has confirms it
+   (its message gets "; confirmed by running: ...") instead of being listed again.
+"""
+
+import numpy as np
+
+from tf1_repro.tools.doctor import checks  # noqa: F401  pylint: disable=unused-import  (registers)
+from tf1_repro.tools.doctor import artefact, inputs, layers as found_layers, runs
+from tf1_repro.tools.doctor.base import ERROR, INFO, REGISTRY, WARNING
+from tf1_repro.tools.doctor.context import Context, serving_defaults
+from tf1_repro.tools.doctor.settings import settings
+
+
+def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
+    """The doctor's report on the artefact at ``path`` (see the package docstring).
+
+    Returns a dict with source, format, bn_layers, dropouts, findings (id,
+    severity, layer, message, fix), healthy (no error finding), ran (whether the
+    dynamic checks ran) and notes. Raises DoctorError (one line) for an
+    unreadable artefact or a bad argument.
+    """
+    s = settings(path, feeds, input_shapes, data, run)
+    doc = artefact.load(s.path)
+    found = found_layers.find(doc)
+    given = inputs.resolve_feeds(doc, s)  # checked the same with and without a run
+    notes = found.notes
+    report = {"source": doc.source, "format": doc.format, "bn_layers": [], "dropouts": [],
+              "findings": [], "healthy": True, "ran": False, "notes": notes}
+    ctx = context_of(doc, found)
+    findings = static_findings(ctx)
+    if s.run and ctx.has_graph:
+        done = runs.execute(doc, s, found, given)
+        if done is not None:
+            report.update(outputs=done.outputs, inputs=done.inputs, feeds=done.feeds)
+            if done.failed:
+                report.pop("outputs")
+        report["ran"] = "outputs" in report and not any(n.startswith("not run") for n in notes)
+        findings += merge(findings, dynamic_findings(ctx, done.runs if done else []))
+    elif not s.run:
+        notes.append("not run (--no-run): static checks only")
+    report["bn_layers"] = [_layer_report(doc, layer) for layer in found.layers]
+    report["dropouts"] = [d.to_report() for d in found.dropouts]
+    report["findings"] = [f.to_dict() for f in findings]
+    report["healthy"] = not any(f.severity == ERROR for f in findings)
+    report["global_step"] = ctx.global_step
+    return _jsonable(report)
+
+
+def context_of(doc, found):
+    """The checks' ``Context`` of an artefact (``artefact.load``) and its ``layers.find``."""
+    return Context(doc, found.layers, found.dropouts, found.result, doc.global_step(),
+                   frozenset(doc.collection_names("trainable_variables")))
+
+
+def static_findings(ctx):
+    """Moments 1 to 3 (nothing runs): per layer, graph-wide, per serving default."""
+    out = []
+    for layer in ctx.layers:
+        for check in REGISTRY.values():
+            out += check.layer(ctx, layer)
+    if ctx.has_graph:
+        for check in REGISTRY.values():
+            out += check.graph(ctx)
+        for default in serving_defaults(ctx):
+            for check in REGISTRY.values():
+                out += check.serving_default(ctx, default)
+    return out
+
+
+def dynamic_findings(ctx, done):
+    """Moment 4: each ``runs.Run`` asked of every check; a later run adds only the (id, layer)
+    pairs the first did not give."""
+    out = []
+    for i, run in enumerate(done):
+        new = [f for check in REGISTRY.values() for f in check.dynamic(ctx, run)]
+        if i:
+            have = {(f.id, f.layer) for f in out}
+            new = [f for f in new if (f.id, f.layer) not in have]
+        out += new
+    return out
+
+
+def merge(static, dynamic):
+    """Dynamic findings not already reported statically (a batch-dependence or dropout finding
+    without a layer confirms the static ones of the same id)."""
+    have = {f.id for f in static}
+    out = []
+    for f in dynamic:
+        if f.layer is None and f.id in have:
+            for g in static:
+                if g.id == f.id and "confirmed by running" not in g.message:
+                    g.message += "; confirmed by running: " + f.message
+            continue
+        out.append(f)
+    return out
+
+
+def _layer_report(doc, layer):
+    """The layer's report dict with the value ranges of its statistics."""
+    out = layer.to_report()
+    for role in ("moving_mean", "moving_variance"):
+        value = doc.value(layer.statistic(role))
+        out[f"{role}_range"] = None if value is None or not value.size else \
+            [float(np.min(value)), float(np.max(value))]
+    return out
+
+
+def _jsonable(value):
+    """The report with NumPy scalars and arrays as Python numbers and lists (for json.dump)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
+def format_report(report):
+    """The printed report: a table of the layers, then each finding with its fix."""
+    lines = [f"doctor: {report['source']} ({report['format']})"]
+    if report["bn_layers"]:
+        rows = [("BN layer", "kind", "decay", "mode", "updates", "moving mean", "moving variance")]
+        for layer in report["bn_layers"]:
+            rows.append((layer["name"], layer["kind"],
+                         "-" if layer["decay"] is None else f"{layer['decay']:g}",
+                         layer["mode"]["name"] if layer["mode"] else "-",
+                         layer["update_location"] or "-",
+                         _range(layer.get("moving_mean_range")),
+                         _range(layer.get("moving_variance_range"))))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    else:
+        lines.append("  no BN layer found")
+    for d in report["dropouts"]:
+        kp = d["keep_prob"] or {}
+        value = "" if kp.get("value") is None else f" = {kp['value']:g}"
+        lines.append(f"  dropout {d['name']}: {kp.get('param')} from {kp.get('source')} "
+                     f"{kp.get('name')}{value}")
+    for note in report["notes"]:
+        lines.append(f"  note: {note}")
+    if not report["findings"]:
+        lines.append("no findings")
+    for f in report["findings"]:
+        where = f" [{f['layer']}]" if f["layer"] else ""
+        lines.append(f"{f['severity']}: {f['id']}{where}: {f['message']}")
+        lines.append(f"    fix: {f['fix']}")
+    count = {k: sum(f["severity"] == k for f in report["findings"]) for k in (ERROR, WARNING, INFO)}
+    lines.append(f"{'healthy' if report['healthy'] else 'NOT HEALTHY'}: {count[ERROR]} error(s), "
+                 f"{count[WARNING]} warning(s), {count[INFO]} info(s)"
+                 f"{'' if report['ran'] else ' (static checks only)'}")
+    return "\n".join(lines)
+
+
+def _range(bounds):
+    if not bounds:
+        return "-"
+    low, high = bounds
+    return f"{low:.3g}" if low == high else f"{low:.3g}..{high:.3g}"
