@@ -29,7 +29,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Keys whose values are times, file sizes or paths (they change from run to run or with the folder).
 VOLATILE = ("seconds", "latency", "time", "_ms", "ms_", "size", "bytes", "path", "source", "out",
-            "written", "file", "dir", "checkpoint", "scratch", "passes", "rss", "memory")
+            "written", "file", "dir", "checkpoint", "scratch", "passes", "rss", "memory",
+            "per_second")
 
 
 def _suite():
@@ -132,7 +133,7 @@ def _diff(a, b, where, lines):
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b)):
             _diff(x, y, f"{where}[{i}]", lines)
-    elif a != b:
+    elif a != b and not (isinstance(a, float) and isinstance(b, float) and a != a and b != b):
         lines.append(f"{where}: {json.dumps(a)[:300]} -> {json.dumps(b)[:300]}")
 
 
