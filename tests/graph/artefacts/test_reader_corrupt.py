@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from tf1_repro.graph import artefacts
+from tf2_model_files import tf2_models  # noqa: F401  pylint: disable=unused-import
 
 pytestmark = pytest.mark.slow  # each TF2 load is a child process (about 6 s)
 

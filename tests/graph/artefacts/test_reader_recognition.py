@@ -10,6 +10,7 @@ from tf1_repro.graph import artefacts
 
 pytestmark = pytest.mark.slow  # each TF2 load is a child process (about 6 s)
 from tf1_repro.graph.artefacts.readers import READERS, keras, keras_h5, saved_model_tf2
+from tf2_model_files import tf2_models  # noqa: F401  pylint: disable=unused-import
 
 NEW = {"saved_model_tf2": saved_model_tf2, "keras": keras, "keras_h5": keras_h5}
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tf1_repro.graph import artefacts
+from tf2_model_files import tf2_models  # noqa: F401  pylint: disable=unused-import
 
 pytestmark = pytest.mark.slow  # each TF2 load is a child process (about 6 s)
 
@@ -75,3 +76,15 @@ def test_an_unsafe_signature_is_read_statically_never_run(tf2_models, name, op):
     assert art.format == "saved_model_tf2" and art.variable_paths == {}
     assert len(art.notes) == 1 and op in art.notes[0] and art.notes[0].startswith("not loaded")
     assert art.graph_def is not None and art.graph_def.library.function
+
+
+def test_the_finder_names_layers_and_statistics_by_variable_path(tf2_models):
+    """Each variable's Const carries its variable's path, so find names the BN layer ``bn`` (the
+    Keras layer) with ``bn/gamma`` ... ``bn/moving_variance``, never ``unknown_3``."""
+    folder, _ = tf2_models
+    art = artefacts.load(os.path.join(folder, "tfk_saved_model"))
+    assert set(art.variable_paths) == set(art.variable_paths.values())  # renamed to their paths
+    (layer,) = art.find().bn_layers
+    assert layer.name == "bn"
+    assert (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance) == (
+        "bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance")

@@ -1,4 +1,6 @@
-"""The TF2 models the reader tests read, made once per session in two child processes."""
+"""The TF2 models the reader tests read, made once per session in two child processes.
+
+API: ``from tf2_model_files import tf2_models`` (a pytest fixture) in a test module."""
 
 import os
 import subprocess
@@ -7,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graph", "artefacts")
 
 
 @pytest.fixture(scope="session")
