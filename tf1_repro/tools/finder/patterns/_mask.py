@@ -66,3 +66,14 @@ def multiplied_data(op, mask_region):
     if other and is_data(other[0]) and any(t.op.name in mask_region for t in op.inputs):
         return other[0]
     return None
+
+
+def is_stateless(rand):
+    """A draw by a stateless random op (``StatelessRandomUniform*``, ...)."""
+    return rand.type.startswith("Stateless")
+
+
+def is_tf1_floor(op, data):
+    """TF 1.x ``tf.nn.dropout``'s ``Mul``: named ``*dropout*``, scaled data, a ``Floor`` mask."""
+    return "dropout" in op.name and scaling(data)[0] is not None and \
+        any(t.op.type == "Floor" for t in op.inputs)

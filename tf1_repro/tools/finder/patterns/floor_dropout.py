@@ -3,7 +3,7 @@ scope: the mask is a ``Floor`` input of the ``Mul`` and the data is scaled (inve
 ``RandomUniform -> Add(keep_prob) -> Floor -> Mul(x / keep_prob, .)``."""
 
 from tf1_repro.tools.finder.patterns import register_dropout_pattern
-from tf1_repro.tools.finder.patterns._mask import DropoutMatch, multiplied_data, scaling
+from tf1_repro.tools.finder.patterns._mask import DropoutMatch, is_tf1_floor, multiplied_data
 
 NAME = "tf1_floor"
 
@@ -12,7 +12,6 @@ NAME = "tf1_floor"
 def match(ctx, rand, op, mask_region):  # pylint: disable=unused-argument
     """A ``Mul`` of scaled data by a floored mask, named ``*dropout*``."""
     data = multiplied_data(op, mask_region)
-    if data is None or "dropout" not in op.name or scaling(data)[0] is None or \
-            not any(t.op.type == "Floor" for t in op.inputs):
+    if data is None or not is_tf1_floor(op, data):
         return None
     return DropoutMatch(NAME, "tf.nn.dropout", rand, op, data)
