@@ -87,6 +87,9 @@ class Dropout:
 
 @dataclasses.dataclass
 class Findings:
+    """What ``find`` returns: the BN layers (graph order), the dropouts, the mode inputs and the
+    graph-wide notes."""
+
     bn_layers: list
     dropouts: list
     mode_inputs: list

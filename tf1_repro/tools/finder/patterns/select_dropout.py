@@ -1,5 +1,6 @@
 """TF2 ``tf.nn.dropout``: ``SelectV2(uniform >= rate, x * 1/(1 - rate), 0)`` with a stateful draw
-(``stateless`` takes the stateless ones), no tf.cond around it. Op chain: ``RandomUniform -> GreaterEqual -> SelectV2``."""
+(``stateless`` takes the stateless ones), no tf.cond around it. Op chain:
+``RandomUniform -> GreaterEqual -> SelectV2``."""
 
 from tf1_repro.tools.finder.patterns import register_dropout_pattern
 from tf1_repro.tools.finder.patterns._mask import (SELECT_OPS, DropoutMatch, data_mode,
