@@ -1,0 +1,103 @@
+"""One ``BNLayer`` from a group of normalisation ops: the analyses (parameters, calls, mode,
+updates, decay, variance estimator) run in turn, each returning a typed value, and their notes
+joined in that order.
+
+The kind is the pattern's (``fused``, ``global_normalization``, ``batch_normalization``), except
+``article``: a ``batch_normalization`` whose updates run with its output but not at prediction,
+switched by a mode tensor that selects batch statistics in training and the moving ones at
+prediction; batch renormalisation is always ``batch_normalization``."""
+
+from tf1_repro.tools.finder import decay, estimator, grouping, layer_mode, parameters, updates
+from tf1_repro.tools.finder.model import BNLayer
+
+
+def build_layer(ctx, group):
+    """The ``BNLayer`` of a ``grouping.Group``."""
+    norms = group.norms
+    params = parameters.read_parameters(ctx, group)
+    notes = list(params.notes)
+    sites = grouping.call_sites(ctx, norms)
+    chosen = next((site for site in sites if any(not u.batch for u in site)), sites[0])
+    x = ctx.strip_switch(chosen[0].x)
+    output = grouping.call_output(ctx, chosen)
+    call_sites = [[ctx.strip_switch(site[0].x).name, grouping.call_output(ctx, site).name]
+                  for site in sites]
+    if len(sites) > 1:
+        notes.append(f"the variables are shared by {len(sites)} calls (inputs "
+                     f"{', '.join(c[0] for c in call_sites)}): input and output are those of "
+                     f"the call on {x.name}; call_sites lists all")
+    eps_values = sorted({u.eps for u in norms})
+    if len(eps_values) > 1:
+        notes.append(f"the normalisation ops use different epsilons {eps_values}; reporting the "
+                     f"prediction path's")
+    mode = layer_mode.layer_mode(ctx, norms)
+    eps = eps_values[0]
+    if mode.mode is not None and len(eps_values) > 1:
+        pred_norms = [u for u in norms if not u.batch]
+        eps = pred_norms[0].eps if pred_norms else eps
+
+    writes = updates.stat_writes(ctx, params.stats)
+    place, summary = _updates(ctx, writes, norms, output, params, mode)
+    notes += list(place.notes) + list(updates.tf2_notes(writes)) + list(summary.notes)
+    output = place.output if place.output is not None else output
+    used = mode.used
+    kind = _kind(norms, place, mode, params)
+    notes += _state_notes(norms, params, mode)
+    if mode.batch_only and params.unread:
+        used = False
+    shape = parameters.variable_shape(ctx.op(params.stats[0])) if params.stats else None
+    if shape is not None and len(shape) > 1:
+        notes.append(f"moving statistics shaped {shape} (broadcast to the channel axis)")
+    return BNLayer(name=parameters.layer_name(ctx, norms, params), kind=kind, input=x.name,
+                   output=output.name, gamma=params.gamma, beta=params.beta,
+                   moving_mean=params.moving_mean, moving_variance=params.moving_variance,
+                   epsilon=eps, decay=summary.decay, update_ops=[w.name for _, w in writes],
+                   update_location=place.location, updates_at_prediction=place.at_prediction,
+                   zero_debias=summary.zero_debias, decay_cap=summary.decay_cap, mode=mode.mode,
+                   statistics_used_at_prediction=used,
+                   variance_estimator=estimator.variance_estimator(
+                       ctx, summary.readings, params.moving_variance),
+                   stat_shape=shape, channel_axis=parameters.channel_axis(norms, x),
+                   call_sites=call_sites, bn_ops=[u.op.name for u in norms], notes=notes)
+
+
+def _updates(ctx, writes, norms, output, params, mode):
+    """(``UpdateLocation``, ``DecaySummary``) of the layer's update ``writes``; with none, no
+    location, and ``at_prediction`` False for variables (a frozen graph's Consts: None)."""
+    if not writes:
+        variables = params.stats and all(ctx.op(n).type != "Const" for n in params.stats)
+        return (updates.UpdateLocation(at_prediction=False if variables else None),
+                decay.DecaySummary())
+    return (updates.locate(ctx, writes, norms, output, mode.mode), decay.summarise(ctx, writes))
+
+
+def _kind(norms, place, mode, params):
+    """The layer's kind (see the module)."""
+    kind = norms[0].kind
+    if kind == "batch_normalization" and place.location == "output" and mode.mode is not None \
+            and not place.at_prediction and mode.used and mode.mode.op != "python_bool" and \
+            any(u.batch for u in norms) and params.moving_mean and \
+            any(s.kind == "batch" for u in norms for s in u.mean):
+        kind = "article"
+    if any(u.rescaled for u in norms):
+        kind = "batch_normalization"
+    return kind
+
+
+def _state_notes(norms, params, mode):
+    """Notes on batch renormalisation, batch-statistics-only layers and a fused kernel that
+    updates its statistics itself."""
+    notes = []
+    if any(u.rescaled for u in norms):
+        notes.append("the training output is rescaled by per-channel factors computed from the "
+                     "batch and moving statistics (batch renormalisation)")
+    if mode.batch_only and params.unread:
+        notes.append(f"moving statistics {', '.join(params.unread)} are updated in training but "
+                     f"never read: the layer normalises with the batch's statistics in every mode")
+    elif mode.batch_only:
+        notes.append("no moving statistics: the layer normalises with the batch's statistics "
+                     "in every mode")
+    if any(u.fused_factor != 1.0 for u in norms):
+        notes.append("fused kernel with exponential_avg_factor: the kernel updates the "
+                     "statistics itself")
+    return notes

@@ -1,0 +1,70 @@
+"""The finder's stages, in order: match every op against the BN patterns (``Norm``s), group them
+into layers (``Group``s), build each ``BNLayer``, find the dropouts, then collect the mode inputs
+and the graph-wide notes into ``Findings``."""
+
+from tf1_repro.tools.finder import control_flow, grouping
+from tf1_repro.tools.finder.dropout import find_dropouts
+from tf1_repro.tools.finder.layer import build_layer
+from tf1_repro.tools.finder.model import PREDICTION_VALUES, Findings, ModeInput
+from tf1_repro.tools.finder.patterns import match_bn
+
+_PLACEHOLDER_SOURCES = ("placeholder", "placeholder_with_default")
+
+
+def run(ctx):
+    """The ``Findings`` of the graph in ``ctx``."""
+    norms, notes = match_norms(ctx)
+    layers = [build_layer(ctx, group) for group in grouping.group(ctx, norms)]
+    layers.sort(key=lambda layer: ctx.order.get(layer.bn_ops[0], 0))
+    dropouts = find_dropouts(ctx)
+    mode_inputs = collect_mode_inputs(ctx, layers, dropouts)
+    notes += control_flow.hidden_layer_notes(ctx, layers)
+    notes += control_flow.layer_update_notes(layers)
+    return Findings(layers, dropouts, mode_inputs, notes)
+
+
+def match_norms(ctx):
+    """(``[Norm]`` in graph order, notes on ops a pattern failed to read)."""
+    norms, notes = [], []
+    for op in ctx.ops:
+        try:
+            norm = match_bn(ctx, op)
+        except Exception as err:  # pylint: disable=broad-except
+            # an odd graph must not stop the tools: say which op could not be read
+            notes.append(f"{op.name} ({op.type}) looks like a normalisation op but could "
+                         f"not be read: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+            continue
+        if norm:
+            norms.append(norm)
+    return norms, notes
+
+
+def collect_mode_inputs(ctx, layers, dropouts):
+    """Every mode input: the layers' and dropouts' switches, dropouts' keep_prob placeholders and
+    Keras learning-phase placeholders.
+
+    A vanilla dropout's keep_prob placeholder gets prediction value None (prediction multiplies
+    by its training value, which the graph does not hold): set on the shared ``ModeInput``, so
+    ``Findings.unbound_mode_inputs`` lists it."""
+    modes = {}
+    for item in layers + dropouts:
+        if item.mode is not None and item.mode.op != "python_bool":
+            modes[item.mode.name] = item.mode
+    for d in dropouts:
+        src = d.keep_prob
+        if src["source"] in _PLACEHOLDER_SOURCES and src["name"] not in modes:
+            op = ctx.op(src["name"])
+            default = ctx.const_value(op.inputs[0]) if op.inputs else None
+            modes[src["name"]] = ModeInput(src["name"], src["param"], op.type,
+                                           None if default is None else float(default),
+                                           PREDICTION_VALUES[src["param"]])
+        if src["source"] in _PLACEHOLDER_SOURCES and d.scales_at_prediction:
+            modes[src["name"]].prediction_value = None
+    for op in ctx.ops:
+        if op.type in ("Placeholder", "PlaceholderWithDefault") and \
+                op.name.split("/")[-1].startswith("keras_learning_phase") and op.name not in modes:
+            default = ctx.const_value(op.inputs[0]) if op.inputs else None
+            modes[op.name] = ModeInput(op.name, "learning_phase", op.type,
+                                       None if default is None else default.item(),
+                                       False if op.outputs[0].dtype.is_bool else 0)
+    return list(modes.values())

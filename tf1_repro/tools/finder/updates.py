@@ -1,0 +1,181 @@
+"""The update ops of a layer's moving statistics and where they live.
+
+An update op writes a moving statistic (through ref/resource Identity, Switch, Enter), other than
+its initializer and a checkpoint restore (``RESTORE_SCOPE``, RestoreV2 ancestors); an ``If`` whose
+branch function writes the variable counts as one (TF2 control flow). Where it lives:
+
+* ``"output"``: it runs whenever the layer's output runs (an ancestor of the output or of a
+  normalisation op's output), or rides on it as contrib's ``updates_collections=None`` builds it
+  (``y = tf.cond(training, force_updates, y)``: the output becomes that Merge);
+* ``"UPDATE_OPS"`` / ``"collection:NAME"``: it feeds a member of that collection;
+* ``"separate-op:NAME"``: only the op ``NAME`` runs it (a NoOp grouping it, or a cond's Merge);
+* ``None``: no update op.
+"""
+
+import dataclasses
+
+from tf1_repro.graph.ops import IF_OPS, WRITE_OPS
+from tf1_repro.tools.finder import modes
+
+RESTORE_SCOPE = "tf1_repro_restore"  # where artefacts.Artefact.restore adds its assign ops
+RESTORE_OPS = {"RestoreV2", "Restore", "RestoreSlice"}
+REF_PASSING = ("RefSwitch", "Switch", "Identity", "RefIdentity", "Enter", "RefEnter")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class UpdateLocation:
+    """Where a layer's updates live: ``location`` (see the module), ``at_prediction`` (an update
+    runs when the prediction output runs; None when unknown), ``output`` (the layer's output when
+    the updates ride on it, else None) and ``notes``."""
+
+    location: str = None
+    at_prediction: bool = None
+    output: object = None
+    notes: tuple = ()
+
+
+def writes_of(ctx, var_name):
+    """Ops that write variable ``var_name``, other than its initializer and a restore."""
+    var = ctx.op(var_name)
+    targets, frontier, out = {var_name}, [var], []
+    while frontier:
+        o = frontier.pop()
+        for c in ctx.consumers.get(o.name, []):
+            if c.type in IF_OPS:  # an update inside a TF2 control-flow branch function
+                index = [i for i, t in enumerate(c.inputs) if t.op.name in targets]
+                if c not in out and any(
+                        ctx.function_writes_arg(c.get_attr(attr).name, i - 1)
+                        for i in index if i > 0 for attr in ("then_branch", "else_branch")):
+                    out.append(c)
+                continue
+            if not c.inputs or c.inputs[0].op.name not in targets:
+                continue
+            if c.type in WRITE_OPS:
+                if not is_init_or_restore(ctx, c, var_name):
+                    out.append(c)
+            elif c.type in REF_PASSING and c.name not in targets and (
+                    c.outputs[0].dtype._is_ref_dtype  # pylint: disable=protected-access
+                    or c.outputs[0].dtype.name == "resource"):
+                targets.add(c.name)
+                frontier.append(c)
+    return out
+
+
+def stat_writes(ctx, stats):
+    """``((stat, write op), ...)`` for the moving statistics named ``stats`` (Consts have none)."""
+    out = []
+    for name in stats:
+        if ctx.op(name).type != "Const":
+            out += [(name, w) for w in writes_of(ctx, name)]
+    return tuple(out)
+
+
+def is_init_or_restore(ctx, write, var_name):
+    """The variable's initializer, or an assign from a checkpoint restore."""
+    if write.name == f"{var_name}/Assign" or write.name.startswith(RESTORE_SCOPE + "/"):
+        return True  # the initializer, or artefacts.restore's own assign
+    value = write.inputs[1].op
+    kinds = {ctx.op(a).type for a in ctx.ancestors(value)}
+    if kinds & RESTORE_OPS:
+        return True
+    return f"{var_name}/Initializer/" in value.name + "/"
+
+
+def locate(ctx, writes, norms, output, mode):
+    """The ``UpdateLocation`` of a layer's update ``writes`` (``((stat, op), ...)``, not empty),
+    given its normalisation ops ``norms``, its ``output`` tensor and its ``mode``."""
+    locations, at_prediction, new_output, notes = [], False, None, []
+    pred_out = ctx.ancestors(output.op)
+    unit_outs = set()
+    for u in norms:
+        unit_outs |= ctx.ancestors(u.y.op)
+    for _, w in writes:
+        if w.name in unit_outs or w.name in pred_out:
+            locations.append("output")
+            if w.name in pred_out and runs_at_prediction(ctx, w, mode):
+                at_prediction = True
+            continue
+        loc = _collection_of(ctx, w)
+        if loc is None:
+            sink = ctx.op(sink_of(ctx, w))
+            if passes_through(ctx, sink, output):
+                new_output = sink.outputs[0]
+                locations.append("output")
+                continue
+            loc = f"separate-op:{sink.name}"
+        locations.append(loc)
+    location = locations[0]
+    separate = sorted({loc.split(":", 1)[1] for loc in locations if loc.startswith("separate-op:")})
+    if location.startswith("separate-op:"):
+        location = "separate-op:" + ",".join(separate)
+    if len({loc.split(":")[0] for loc in locations}) > 1:
+        notes.append(f"update ops live in more than one place: {sorted(set(locations))}")
+        for preferred in ("output", "UPDATE_OPS"):
+            if preferred in locations:
+                location = preferred
+                break
+    return UpdateLocation(location, at_prediction, new_output, tuple(notes))
+
+
+def _collection_of(ctx, write):
+    """``UPDATE_OPS`` or ``collection:NAME`` when ``write`` feeds a member of a collection."""
+    below = ctx.descendants(write)
+    loc = None
+    for key, members in ctx.collections.items():
+        if any(m in below for m in members):
+            loc = "UPDATE_OPS" if key == "update_ops" else f"collection:{key}"
+            if key == "update_ops":
+                break
+    return loc
+
+
+def tf2_notes(writes):
+    """The note for updates inside TF2 If branch functions (their decay is not read)."""
+    inside = sorted({w.name for _, w in writes if w.type in IF_OPS})
+    if not inside:
+        return ()
+    return ("TF2 control flow: the update runs inside the branch function of "
+            f"{', '.join(inside)}; its decay is not read (build the graph under "
+            "tf.compat.v1.disable_v2_behavior() to have it read)",)
+
+
+def passes_through(ctx, merge, output):
+    """A cond Merge each of whose branches is ``output`` itself (through Identity/Switch): the
+    updates ride on the layer's output, as ``updates_collections=None`` builds them."""
+    if merge.type != "Merge" or not merge.inputs:
+        return False
+    return all(ctx.strip_switch(t).name == output.name or
+               (t.op.type == "Identity" and ctx.strip_switch(t.op.inputs[0]).name == output.name)
+               for t in merge.inputs)
+
+
+def runs_at_prediction(ctx, write, mode):
+    """An update that is an ancestor of the output runs at prediction unless a tf.cond branch
+    that prediction does not take holds it."""
+    path = ctx.switch_path(write.inputs[0]) or ctx.switch_path(write.inputs[1])
+    if not path or mode is None or mode.op == "python_bool":
+        return True
+    pred, port = path[0]
+    taken = modes.pred_in_prediction(ctx, pred, mode)
+    return taken is None or bool(taken) == bool(port)
+
+
+def sink_of(ctx, op):
+    """What a user must run to run the update ``op``: the ``NoOp`` that groups it (e.g.
+    ``ema.apply``), else, inside a ``tf.cond``, the cond's ``Merge`` (a branch's ops cannot be
+    fetched), else the op itself."""
+    frontier, seen, merge = [op], set(), None
+    in_cond = bool(ctx.switch_path(op.inputs[0]) or
+                   (len(op.inputs) > 1 and ctx.switch_path(op.inputs[1])))
+    while frontier:
+        o = frontier.pop()
+        if o.name in seen:
+            continue
+        seen.add(o.name)
+        nxt = ctx.consumers.get(o.name, []) + ctx.ctrl_consumers.get(o.name, [])
+        if not nxt and o.type == "NoOp" and o is not op:
+            return o.name
+        if o.type == "Merge" and merge is None:
+            merge = o
+        frontier.extend(nxt)
+    return merge.name if in_cond and merge is not None else op.name
