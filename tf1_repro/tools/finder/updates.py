@@ -118,15 +118,19 @@ def locate(ctx, writes, norms, output, mode):
 
 
 def _collection_of(ctx, write):
-    """``UPDATE_OPS`` or ``collection:NAME`` when ``write`` feeds a member of a collection."""
+    """``UPDATE_OPS`` or ``collection:NAME`` when ``write`` feeds a member of a collection.
+
+    When several collections hold it, the same answer whatever their order (a meta graph's
+    collections come as a map with no fixed order): ``update_ops`` first, then ``train_op`` (the
+    train op runs it), then the first name in sorted order."""
     below = ctx.descendants(write)
-    loc = None
-    for key, members in ctx.collections.items():
-        if any(m in below for m in members):
-            loc = "UPDATE_OPS" if key == "update_ops" else f"collection:{key}"
-            if key == "update_ops":
-                break
-    return loc
+    matches = sorted(key for key, members in ctx.collections.items()
+                     if any(m in below for m in members))
+    if not matches:
+        return None
+    if "update_ops" in matches:
+        return "UPDATE_OPS"
+    return "collection:" + ("train_op" if "train_op" in matches else matches[0])
 
 
 def tf2_notes(writes):
