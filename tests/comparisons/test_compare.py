@@ -1,7 +1,6 @@
 """The side-by-side comparison: who equals the article, and why the others differ."""
 
 import json
-import os
 import subprocess
 import sys
 import warnings

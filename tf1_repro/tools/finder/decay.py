@@ -79,9 +79,10 @@ def read_decay(ctx, write, stat):
     return DecayReading()
 
 
-def schedule_cap(factor, ctx=None):
-    """The cap of an ``ExponentialMovingAverage(decay, num_updates=step)`` schedule, whose EMA
-    factor tensor ``factor`` is ``1 - min(decay, (1 + step) / (10 + step))``; else None.
+def schedule(factor, ctx=None):
+    """``(cap, Minimum op name)`` of an ``ExponentialMovingAverage(decay, num_updates=step)``
+    schedule, whose EMA factor tensor ``factor`` is ``1 - min(decay, (1 + step) / (10 + step))``;
+    else None.
 
     The one place this rule lives (``migrate`` reads it too): ``ctx`` is a finder
     ``GraphContext`` (one is made for ``factor.graph`` when not given)."""
@@ -101,16 +102,29 @@ def schedule_cap(factor, ctx=None):
     for t in inner.inputs:
         value = ctx.const_value(t)
         if value is not None and np.size(value) == 1:
-            return float(np.ravel(value)[0])
+            return float(np.ravel(value)[0]), inner.name
     return None
+
+
+def schedule_cap(factor, ctx=None):
+    """The cap of ``schedule(factor)``, else None."""
+    found = schedule(factor, ctx)
+    return found[0] if found else None
+
+
+def update_schedule(write, ctx=None):
+    """``(cap, Minimum op name)`` of the schedule of an EMA update op
+    ``AssignSub(s, (s - v) * factor)``, else None."""
+    if write.type not in ASSIGN_SUB or write.inputs[1].op.type != "Mul":
+        return None
+    found = [schedule(t, ctx) for t in write.inputs[1].op.inputs]
+    return next((f for f in reversed(found) if f is not None), None)
 
 
 def update_schedule_cap(write, ctx=None):
     """The schedule cap of an EMA update op ``AssignSub(s, (s - v) * factor)``, else None."""
-    if write.type not in ASSIGN_SUB or write.inputs[1].op.type != "Mul":
-        return None
-    caps = [schedule_cap(t, ctx) for t in write.inputs[1].op.inputs]
-    return next((c for c in reversed(caps) if c is not None), None)
+    found = update_schedule(write, ctx)
+    return found[0] if found else None
 
 
 def ops_above(op, depth):

@@ -30,18 +30,6 @@ def measure_latency(runners, batches, runs=30, seed=0, progress=None, errors=Non
             for v in runners}
 
 
-def run_error_line(err, limit=300):
-    """The line of a runtime exception that says what went wrong: TF's graph errors open with
-    "Graph execution error:" and the Python stack of the failing node, then the reason (e.g.
-    "Return readvariableop -> ReadVariableOp:value:0 is not found.")."""
-    text = getattr(err, "message", None) or str(err)
-    lines = [line.strip() for line in str(text).splitlines()
-             if line.strip() and not line.startswith((" ", "\t"))]
-    skip = ("Graph execution error", "Detected at node", "[[", "File ")
-    lines = [line for line in lines if not line.startswith(skip)] or lines or ["(no message)"]
-    line = lines[0]
-    return line if len(line) <= limit else line[:limit - 3] + "..."
-
 
 def _timed_round(runners, batches, keys, times, rng, time):
     """One run of every (variant, batch) pair in a new random order, times appended (ms)."""

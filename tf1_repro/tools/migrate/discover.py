@@ -7,11 +7,11 @@ all, without a graph) come from ``naming.layers_from_names``, with epsilon and m
 unless ``--epsilon`` / ``--momentum`` give them."""
 
 import numpy as np
-import tensorflow.compat.v1 as tf
 
 from tf1_repro.graph import artefacts, walk
 from tf1_repro.graph.control_flow import tf2_control_flow
 from tf1_repro.tools import naming
+from tf1_repro.tools.finder import decay
 from tf1_repro.tools.migrate.common import (
     DEFAULT_EPSILON, DEFAULT_MOMENTUM, ROLES, WEIGHTS, MigrateError, nice)
 from tf1_repro.tools.migrate.layer import MigrateLayer
@@ -79,9 +79,6 @@ def _graph_layers(art, variables):
             shapes={r: list(variables[k]) for r, k in keys.items() if k}, found_by="graph",
             notes=notes, channel_axis=int(b.channel_axis), read_epsilon=b.epsilon,
             read_decay=b.decay, read_estimator=b.variance_estimator,
-            # TODO(finder.decay.schedule_cap): the finder reads this cap too (_Finder._schedule_cap,
-            # BNLayer.decay_cap) but only as a method of its internal class and without the
-            # Minimum op's name, which the note names; use its public function once it is one.
             decay_schedule=None if b.decay is not None else _decay_schedule(graph, b.update_ops)))
         layers[-1].call_sites = _moving_calls(graph, b, keys, notes)
     return layers, found, graph
@@ -115,20 +112,14 @@ def _moving_calls(graph, layer, keys, notes):
 
 
 def _decay_schedule(graph, update_ops):
-    """The cap ``c`` of an ``ExponentialMovingAverage(c, num_updates=step)`` decay, whose update
-    ops decay by ``min(c, (1 + step) / (10 + step))``: a ``Minimum`` of a scalar Const in (0, 1)
-    and a division among the update ops' data inputs; None when there is none."""
+    """``{"cap", "op"}`` of the ``ExponentialMovingAverage(c, num_updates=step)`` schedule the
+    layer's update ops decay by (``finder.decay.update_schedule``, the one place of the rule);
+    None when there is none."""
     names = {o.name for o in graph.get_operations()}
-    ops = [graph.get_operation_by_name(n) for n in update_ops if n in names]
-    for op in sorted(walk.ancestors(ops, control=False), key=lambda o: o.name):
-        if op.type != "Minimum":
-            continue
-        for const, other in ((op.inputs[0], op.inputs[1]), (op.inputs[1], op.inputs[0])):
-            if const.op.type != "Const" or other.op.type not in ("RealDiv", "Div", "TrueDiv"):
-                continue
-            value = tf.make_ndarray(const.op.get_attr("value"))
-            if value.size == 1 and 0 < float(value.ravel()[0]) < 1:
-                return {"cap": nice(value.ravel()[0]), "op": op.name}
+    for name in update_ops:
+        found = decay.update_schedule(graph.get_operation_by_name(name)) if name in names else None
+        if found:
+            return {"cap": nice(found[0]), "op": found[1]}
     return None
 
 
