@@ -66,7 +66,7 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.tools import finder
 from tf1_repro.graph import walk
-from tf1_repro.graph.ops import PASS_THROUGH_OPS, VARIABLE_OPS, WRITE_OPS
+from tf1_repro.graph.ops import FUNCTION_CALL_OPS, PASS_THROUGH_OPS, VARIABLE_OPS, WRITE_OPS
 from tf1_repro.comparisons import implementations
 from tf1_repro.comparisons import loader
 
@@ -243,8 +243,7 @@ def _op(item):
 
 # Ops that take a variable's reference without reading its value (or call functions whose reads
 # this walk cannot see).
-_NOT_READS = ("IsVariableInitialized", "VarIsInitializedOp", "VariableShape", "If", "StatelessIf",
-              "While", "StatelessWhile", "PartitionedCall", "StatefulPartitionedCall")
+_NOT_READS = ("IsVariableInitialized", "VarIsInitializedOp", "VariableShape") + FUNCTION_CALL_OPS
 _REFERENCE_PASSING = PASS_THROUGH_OPS[:1] + ("RefIdentity", "Switch", "RefSwitch", "Enter", "RefEnter")
 
 

@@ -4,7 +4,7 @@ import importlib.util
 import os
 import sys
 
-from tf1_repro.graph.errors import InputError
+from tf1_repro.graph.errors import InputError, flat_line
 
 
 class BuilderError(InputError):
@@ -27,7 +27,7 @@ def load(spec, where):
         module_spec.loader.exec_module(module)
     except Exception as err:  # pylint: disable=broad-except
         raise BuilderError(f"{where}: importing {path} failed: {type(err).__name__}: "
-                           f"{_one_line(err)}") from err
+                           f"{flat_line(err)}") from err
     finally:
         sys.path.remove(directory)
     func = getattr(module, name, None)
@@ -41,9 +41,4 @@ def call(func, args, where, describe):
     try:
         return func(*args)
     except Exception as err:  # pylint: disable=broad-except
-        raise BuilderError(f"{where}: {describe} raised {type(err).__name__}: {_one_line(err)}") from err
-
-
-def _one_line(err):
-    text = " ".join(str(err).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+        raise BuilderError(f"{where}: {describe} raised {type(err).__name__}: {flat_line(err)}") from err

@@ -31,6 +31,20 @@ def one_line(err, limit=300, empty="(no message)"):
     return line if limit is None or len(line) <= limit else line[:limit - 3] + "..."
 
 
+def first_line(err, limit=300):
+    """``Type: first line`` of an exception, at most ``limit`` characters (for a library's error
+    about a file: its first line is the reason)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:limit]
+
+
+def flat_line(err, limit=300):
+    """The whole text of an exception on one line (whitespace runs joined), at most ``limit``
+    characters (for errors raised by a user's own code, whose every line may matter)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def exception_line(err, limit=300):
     """``Type: informative line`` of an exception (for errors from libraries and user code)."""
     return f"{type(err).__name__}: {one_line(err, limit)}"[:limit]

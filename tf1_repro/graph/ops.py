@@ -21,5 +21,9 @@ RANDOM_DRAW_OPS = ("RandomUniform", "StatelessRandomUniform", "StatelessRandomUn
 STATEFUL_RANDOM_OPS = ("RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
                        "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomShuffle",
                        "Multinomial")
+# Ops that call library functions (TF2 control flow, tf.function calls): what they read or write
+# is inside the functions, not visible from the graph's own edges.
+FUNCTION_CALL_OPS = ("If", "StatelessIf", "While", "StatelessWhile", "PartitionedCall",
+                     "StatefulPartitionedCall")
 # Ops that only pass their first input through.
 PASS_THROUGH_OPS = ("Identity", "ReadVariableOp")

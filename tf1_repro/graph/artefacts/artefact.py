@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from tf1_repro.graph.errors import InputError
+from tf1_repro.graph.errors import InputError, first_line  # noqa: F401  (the readers import it from here)
 
 class ArtefactError(InputError):
     """An unreadable artefact: one line naming the file and what is wrong (exit status 2)."""
@@ -199,12 +199,6 @@ class Artefact:
 def finder_restore_scope():
     from tf1_repro.tools import finder  # pylint: disable=import-outside-toplevel
     return finder.RESTORE_SCOPE
-
-
-def first_line(err):
-    """``Type: first line`` of an exception, at most 300 characters."""
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
 def values_of(art, names):

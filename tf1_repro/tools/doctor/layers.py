@@ -5,14 +5,14 @@ import dataclasses
 import re
 from typing import Optional, Tuple
 
+from tf1_repro.graph.ops import FUNCTION_CALL_OPS
 from tf1_repro.tools import finder
 from tf1_repro.tools.doctor.artefact import import_graph
 
 # The layer's fields the report shows, in the report's key order.
 _REPORTED = ("name", "kind", "input", "output", "gamma", "beta", "moving_mean", "moving_variance",
              "epsilon", "decay", "mode", "update_location", "call_sites", "zero_initialised")
-_TF2_FLOW = ("If", "StatelessIf", "While", "StatelessWhile", "PartitionedCall",
-             "StatefulPartitionedCall")
+_TF2_FLOW = FUNCTION_CALL_OPS
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ only or no variables: its normalisation ops' scope without ``/batchnorm``, ``/co
 
 import dataclasses
 
-from tf1_repro.graph.ops import FUSED_BN_OPS
+from tf1_repro.graph.ops import FUSED_BN_OPS, VARIABLE_OPS
 from tf1_repro.tools.finder.names import common_scope, scope
 from tf1_repro.tools.finder.updates import writes_of
 
@@ -120,7 +120,7 @@ def layer_name(ctx, norms, params):
 def variable_shape(op):
     """A variable's or Const's declared shape (a resource handle's own shape is ())."""
     try:
-        if op.type in ("VarHandleOp", "VariableV2", "Variable"):
+        if op.type in VARIABLE_OPS:
             dims = [d.size for d in op.get_attr("shape").dim]
         else:
             dims = op.outputs[0].shape.as_list()

@@ -43,9 +43,11 @@ def collect_mode_inputs(ctx, layers, dropouts):
     """Every mode input: the layers' and dropouts' switches, dropouts' keep_prob placeholders and
     Keras learning-phase placeholders.
 
-    A vanilla dropout's keep_prob placeholder gets prediction value None (prediction multiplies
-    by its training value, which the graph does not hold): set on the shared ``ModeInput``, so
-    ``Findings.unbound_mode_inputs`` lists it."""
+    A vanilla dropout's keep_prob placeholder (training ``x * mask``, whether or not the graph
+    builds the prediction side ``x * keep_prob``) gets prediction value None: prediction
+    multiplies by its training value, which the graph does not hold, and feeding 1.0 would serve
+    outputs 1/keep_prob too large. Set on the shared ``ModeInput``, so
+    ``Findings.unbound_mode_inputs`` (the one place of this rule) lists it."""
     modes = {}
     for item in layers + dropouts:
         if item.mode is not None and item.mode.op != "python_bool":
@@ -58,7 +60,7 @@ def collect_mode_inputs(ctx, layers, dropouts):
             modes[src["name"]] = ModeInput(src["name"], src["param"], op.type,
                                            None if default is None else float(default),
                                            PREDICTION_VALUES[src["param"]])
-        if src["source"] in _PLACEHOLDER_SOURCES and d.scales_at_prediction:
+        if src["source"] in _PLACEHOLDER_SOURCES and (d.scales_at_prediction or d.convention == "vanilla"):
             modes[src["name"]].prediction_value = None
     for op in ctx.ops:
         if op.type in ("Placeholder", "PlaceholderWithDefault") and \

@@ -10,13 +10,11 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.graph.graphdef import consumers, node_name, nodes_by_name, prune, tensor_name
 from tf1_repro.graph.ops import (FUSED_BN_OPS, GLOBAL_BN_OP, MERGE_OPS, PLACEHOLDER_OPS,
-                                 SWITCH_OPS, VARIABLE_OPS, WRITE_OPS)
+                                 RANDOM_DRAW_OPS, SWITCH_OPS, VARIABLE_OPS, WRITE_OPS)
 from tf1_repro.tools.inference.errors import InferenceError
 
 FORBIDDEN_OPS = SWITCH_OPS + MERGE_OPS + VARIABLE_OPS + FUSED_BN_OPS + WRITE_OPS + (
-    GLOBAL_BN_OP, "Rsqrt", "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
-    "StatelessRandomUniform", "StatelessRandomUniformV2", "StatelessRandomNormal",
-    "StatelessRandomNormalV2", "ReadVariableOp")
+    GLOBAL_BN_OP, "Rsqrt", "ReadVariableOp") + RANDOM_DRAW_OPS
 PREDICTION_OPS = (GLOBAL_BN_OP,)  # in FORBIDDEN_OPS (a folded BN leaves none) but has no training mode
 
 
