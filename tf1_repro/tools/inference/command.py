@@ -88,8 +88,10 @@ def _hint(path, conv, fix_training_mode, batch_dependent, deterministic):
         what.append("a BN normalises with the batch's statistics")
     if dropping:
         what.append("a dropout is on at inference")
+    serves = " and ".join(w for w, on in (("with its moving statistics", batch_dependent or training_bn),
+                                           ("without dropout", dropping)) if on)
     return (f"{' and '.join(what)}: see python -m tf1_repro doctor {path}; to-inference "
-            f"--fix-training-mode serves it with the moving statistics and without dropout")
+            f"--fix-training-mode serves it {serves}")
 
 
 def _add_aliases(graph_def, aliases):

@@ -66,7 +66,7 @@ def bn_numpy_checks(fmt, repaired, graph, sess, findings, fixes, batch, toleranc
         want = gamma * (x - np.asarray(fix.moving_mean, np.float64)) / np.sqrt(
             np.asarray(fix.moving_variance, np.float64) + epsilon) + beta
         d = _diff(y, want)
-        checks.append({"layer": bn.name, "max_abs_diff": d, "ok": bool(d <= tolerance * _scale(want))})
+        checks.append({"layer": fix.layer, "max_abs_diff": d, "ok": bool(d <= tolerance * _scale(want))})
     return checks
 
 

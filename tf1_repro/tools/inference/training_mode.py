@@ -59,6 +59,16 @@ def layer_name(name):
     return "/".join(parts) or name
 
 
+def _bn_layer_name(bn):
+    """``layer_name`` of the BN, or, when the finder could only name it by the function call
+    (a ``tf.Module`` without name scopes), the scope of its output (``batchnorm``)."""
+    name = layer_name(bn.name)
+    if name.startswith("StatefulPartitionedCall"):
+        out = layer_name(node_name(bn.output))
+        name = out.rsplit("/", 1)[0] if "/" in out else out
+    return name
+
+
 def _sources(graph_def):
     by_name = nodes_by_name(graph_def)
 
@@ -197,6 +207,7 @@ def _feeds_random(graph_def, write, random_ops):
 
 
 def _bn_fix(graph, sess, graph_def, by_name, bn, writes, tf2, variable_paths):
+    layer = _bn_layer_name(bn)
     fused = next((o for o in bn.bn_ops if o in by_name and by_name[o].op in FUSED_BN_OPS), None)
     variance_edge = mean_edge = None
     if fused is not None:
@@ -204,7 +215,7 @@ def _bn_fix(graph, sess, graph_def, by_name, bn, writes, tf2, variable_paths):
     else:
         edges = batch_moments_edges(graph_def, bn)
         if edges is None:
-            return BNFix(layer_name(bn.name), missing="its arithmetic is neither a fused BN op nor "
+            return BNFix(layer, missing="its arithmetic is neither a fused BN op nor "
                                           "tf.nn.batch_normalization's")
         variance_edge, mean_edge = edges
         batch_variance = by_name[variance_edge[0]].input[variance_edge[1]]
@@ -226,6 +237,6 @@ def _bn_fix(graph, sess, graph_def, by_name, bn, writes, tf2, variable_paths):
         missing = ("its moving " + " and ".join(w for w, v in zip(("mean", "variance"), values) if v is None)
                    + " cannot be found in the graph (no variable or Const named by the layer, and "
                      "no write of it)")
-    return BNFix(layer_name(bn.name), fused=fused, variance_edge=variance_edge, mean_edge=mean_edge,
+    return BNFix(layer, fused=fused, variance_edge=variance_edge, mean_edge=mean_edge,
                  moving_mean=values[0], moving_variance=values[1], mean_source=sources[0],
                  variance_source=sources[1], writes=own, missing=missing)
