@@ -372,8 +372,8 @@ def _add_to_inference(commands):
         "verify each artefact, in a scratch directory: only artefacts that ran are moved into "
         "--out. Imports no user code.")
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory (with its .meta), "
-                   "a .meta file, a SavedModel directory (TF1 or TF2), a frozen graph (.pb/.pbtxt), "
-                   "or a Keras .keras / .h5 file")
+                   "a .meta file, a SavedModel directory or a frozen graph (.pb/.pbtxt), "
+                   "a TF2 SavedModel (object-based) or a Keras .keras / .h5 file")
     p.add_argument("--outputs", metavar="NAME[,NAME...]",
                    help="output tensors or ops of the prediction path (required for TF1 "
                    "artefacts; TF2 SavedModels and Keras files default to the signature's outputs)")
