@@ -190,3 +190,20 @@ def test_corrupt_file_exit_2_nothing_written(models, tmp_path, capsys, name):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert sorted(os.listdir(tmp_path)) == before  # no --out, nothing beside the file
+
+
+def test_signature_picks_what_is_served(models, tmp_path, capsys):
+    folder, stats = models
+    path = os.path.join(folder, "k3_train_export")
+    report = inf.to_inference(path, [], str(tmp_path / "o"), latency_runs=0, formats=["tflite"],
+                              signature="serve", fix_training_mode=True)
+    assert report["signature"] == "serve" and report["signatures"] == ["serve", "serving_default"]
+    assert report["ok"] and [e["layer"] for e in report["fixed"]][0] == "bn"
+    x = _batch()
+    np.testing.assert_allclose(_tflite_rows(report, x)[0], numpy_functional(stats, "k3_train", x),
+                               rtol=1e-4, atol=1e-4)
+    code = cli.main(["to-inference", path, "--signature", "nope", "--out", str(tmp_path / "p"),
+                     "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no signature 'nope'; it has serve, serving_default" in err
+    assert not os.path.exists(tmp_path / "p")
