@@ -372,9 +372,18 @@ def _add_to_inference(commands):
         "verify each artefact, in a scratch directory: only artefacts that ran are moved into "
         "--out. Imports no user code.")
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory (with its .meta), "
-                   "a .meta file, a SavedModel directory or a frozen graph (.pb/.pbtxt)")
-    p.add_argument("--outputs", required=True, metavar="NAME[,NAME...]",
-                   help="output tensors or ops of the prediction path")
+                   "a .meta file, a SavedModel directory or a frozen graph (.pb/.pbtxt), "
+                   "a TF2 SavedModel (object-based) or a Keras .keras / .h5 file")
+    p.add_argument("--outputs", metavar="NAME[,NAME...]",
+                   help="output tensors or ops of the prediction path (required for TF1 "
+                   "artefacts; TF2 SavedModels and Keras files default to the signature's outputs)")
+    p.add_argument("--signature", metavar="NAME", help="the TF2 SavedModel signature to serve "
+                   "(default serving_default)")
+    p.add_argument("--fix-training-mode", action="store_true",
+                   help="repair a serving function that runs BN in training mode or keeps dropout "
+                   "on: each such BN normalises with its moving statistics, their writes and the "
+                   "dropouts are removed; verified for batch independence (and against Keras "
+                   "with training=False for Keras files)")
     p.add_argument("--inputs", metavar="NAME[,NAME...]",
                    help="input placeholders (default: every placeholder the outputs need that is "
                    "not a mode switch)")
@@ -405,7 +414,7 @@ def _run_to_inference(args):
     data = feeding.load_npz(args.data, "to-inference", allow_empty=True,
                             unreadable="--data: cannot read {path!r} as .npz ({message})") \
         if args.data else None
-    split = [n.strip() for n in args.outputs.split(",") if n.strip()]
+    split = [n.strip() for n in (args.outputs or "").split(",") if n.strip()]
     inputs = [n.strip() for n in args.inputs.split(",") if n.strip()] if args.inputs else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -413,7 +422,8 @@ def _run_to_inference(args):
             args.path, split, args.out, inputs=inputs, feeds=feeds, fold=not args.no_fold,
             formats=[f.strip() for f in args.formats.split(",") if f.strip()], data=data,
             latency_runs=args.latency_runs, log=lambda line: progress.echo(line, sys.stderr),
-            progress=progress.factory(quiet=args.quiet))
+            progress=progress.factory(quiet=args.quiet), signature=args.signature,
+            fix_training_mode=args.fix_training_mode)
     print(inference.format_report(report))
     if args.verbose:
         print(inference.format_passes(report["passes"]))

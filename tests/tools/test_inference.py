@@ -669,5 +669,10 @@ def test_a_random_original_cannot_be_verified(tmp_path):
     assert report["original_deterministic"] is False and not report["ok"]
     text = inf.format_report(report)
     assert "DIFFERS" not in text
-    assert text.splitlines()[-1] == ("FAILED: cannot verify: the original graph's output is random (not "
-                                     "deterministic): the same batch run twice gives other values (exit 1)")
+    assert text.splitlines()[-1] == (
+        "FAILED: cannot verify: the original graph's output is random (not deterministic): the same "
+        f"batch run twice gives other values; a dropout is on at inference: see python -m tf1_repro "
+        f"doctor {prefix}; to-inference --fix-training-mode serves it without dropout (exit 1)")
+    fixed = inf.to_inference(prefix, ["y"], str(tmp_path / "f"), formats=["frozen"], latency_runs=0,
+                             fix_training_mode=True)
+    assert fixed["ok"] and fixed["fixed"][0]["what"].startswith("dropout (rate 0.5) on at inference")

@@ -39,6 +39,9 @@ class Artefact:
         self.variable_paths = {}     # {frozen Const node name: object path of its variable}
         self.checkpoint_keys = {}    # {frozen Const node name: key in variables/ or weights file}
         self.bn_configs = []         # Keras files: [{name, class_name, momentum, epsilon, axis}]
+        # the variable writes the frozen function makes, left out of graph_def (it cannot hold
+        # them): [{"node": write op, "op": its type, "variable": path, "value": tensor written}]
+        self.writes = []
         self.notes = []              # what the reader could not do, and why
         self._reader = None
         self._consts = None
@@ -194,6 +197,13 @@ class Artefact:
         if assigns:
             sess.run(assigns, feeds)
         return restored
+
+
+def writes_note(writes):
+    """The note of an Artefact whose serving function writes variables."""
+    names = sorted({w["variable"] for w in writes})
+    return (f"the serving function writes {len(names)} variable(s) on every call "
+            f"({', '.join(names)}); the frozen graph leaves the writes out (Artefact.writes)")
 
 
 def finder_restore_scope():

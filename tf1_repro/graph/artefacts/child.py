@@ -10,7 +10,9 @@ GraphDef and writes ``frozen.pb`` and ``out.json``; the parent reads them and de
 folder. The child never runs the function; it only reads the variables.
 
 ``out.json``: ``inputs``/``outputs`` ({key: tensor name in the frozen graph}),
-``variable_paths`` ({Const name: variable path}), ``checkpoint_keys`` ({Const name: key}).
+``variable_paths`` ({Const name: variable path}), ``checkpoint_keys`` ({Const name: key}),
+``writes`` (the variable writes the function makes, left out of the frozen graph: see
+``_freeze_function``).
 A failure in the child is an ``ArtefactError`` whose line is the child's own (``refused``
 when the child's check of Keras classes refused the file).
 """
@@ -77,7 +79,13 @@ def named_by_variable_paths(graph_def, out):
     out = dict(out)
     out["variable_paths"] = {applied.get(k, k): v for k, v in paths.items()}
     out["checkpoint_keys"] = {applied.get(k, k): v for k, v in out.get("checkpoint_keys", {}).items()}
+    out["writes"] = [dict(w, value=_renamed(w["value"], applied)) for w in out.get("writes", [])]
     return graph_def, out
+
+
+def _renamed(tensor, applied):
+    node, _, index = tensor.partition(":")
+    return f"{applied.get(node, node)}:{index or 0}"
 
 
 # ---- the child's side (TF2 behaviour) ----------------------------------------------------
@@ -86,14 +94,90 @@ class Refused(Exception):
     """The child's check refused the file (the message is the whole line)."""
 
 
-def _freeze_function(concrete, path_of_handle, key_of_handle=None):
-    """``(GraphDef, {Const: path}, {Const: key}, inputs, outputs)`` of ``concrete`` frozen."""
+WRITE_OPS = ("AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp")
+
+
+def _without_writes(graph_def, captured_names):
+    """``(GraphDef, writes)``: the inlined function graph without the ops that write a captured
+    variable (``convert_variables_to_constants_v2`` cannot freeze them: its Const would be fed to
+    an op expecting a resource), every control input on them dropped; ``writes``:
+    ``[{"node", "op", "placeholder", "value"}]`` (the value tensor stays in the graph)."""
+    by_name = {n.name: n for n in graph_def.node}
+
+    def source(inp):
+        name = inp.lstrip("^").split(":")[0]
+        while name in by_name and by_name[name].op == "Identity" and by_name[name].input:
+            name = by_name[name].input[0].lstrip("^").split(":")[0]
+        return name
+    writes, removed = [], set()
+    for node in graph_def.node:
+        if node.op in WRITE_OPS and source(node.input[0]) in captured_names:
+            removed.add(node.name)
+            writes.append({"node": node.name, "op": node.op, "placeholder": source(node.input[0]),
+                           "value": node.input[1] if ":" in node.input[1] else node.input[1] + ":0"})
+    if not removed:
+        return graph_def, []
+    kept = [n for n in graph_def.node if n.name not in removed]
+    for node in kept:
+        inputs = [i for i in node.input if not (i.startswith("^") and i[1:] in removed)]
+        del node.input[:]
+        node.input.extend(inputs)
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
+    return graph_def, writes
+
+
+def _with_write_values(graph_def, converted, writes):
+    """``graph_def`` (the frozen function, pruned to its outputs) with the nodes that compute the
+    values the removed writes wrote added back from ``converted`` (the unpruned frozen graph), so
+    that tools can tell which batch statistic updates which variable. Unchanged when the result
+    cannot be imported."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from tensorflow.python.framework.convert_to_constants import (  # pylint: disable=import-outside-toplevel
-        convert_variables_to_constants_v2)
+    if not writes:
+        return graph_def
+    by_name = {n.name: n for n in converted.node}
+    present = {n.name for n in graph_def.node}
+    needed, stack = [], [w["value"].split(":")[0] for w in writes]
+    while stack:
+        name = stack.pop()
+        if name in present or name not in by_name:
+            continue
+        present.add(name)
+        needed.append(by_name[name])
+        stack.extend(i.lstrip("^").split(":")[0] for i in by_name[name].input if not i.startswith("^"))
+    if not needed:
+        return graph_def
+    merged = tf.compat.v1.GraphDef()
+    merged.CopyFrom(graph_def)
+    for node in needed:
+        added = merged.node.add()
+        added.CopyFrom(node)
+        del added.input[:]
+        added.input.extend(i for i in node.input if not i.startswith("^"))
+    try:
+        with tf.Graph().as_default():
+            tf.compat.v1.import_graph_def(merged, name="")
+    except Exception:  # pylint: disable=broad-except
+        return graph_def
+    return merged
+
+
+def _freeze_function(concrete, path_of_handle, key_of_handle=None):
+    """``(GraphDef, {Const: path}, {Const: key}, inputs, outputs, writes)`` of ``concrete``
+    frozen. A serving function that writes variables (a BN in training mode updating its moving
+    statistics, a Keras 3 dropout's seed) is frozen without the write ops; ``writes`` lists them
+    (``[{"node", "op", "variable", "value"}]``: the write op's name, its type, the variable's
+    path and the tensor it wrote, which stays in the graph)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.framework import convert_to_constants as c2c  # pylint: disable=import-outside-toplevel
     captured = {id(ext): internal.op.name for ext, internal in concrete.graph.captures}
-    frozen = convert_variables_to_constants_v2(concrete)
-    graph_def = frozen.graph.as_graph_def()
+    data = c2c._FunctionConverterDataInEager(  # pylint: disable=protected-access
+        func=concrete, lower_control_flow=True, aggressive_inlining=False)
+    stripped, writes = _without_writes(data.graph_def, set(captured.values()))
+    data._graph_def = stripped  # pylint: disable=protected-access
+    converted, indices = c2c._replace_variables_by_constants(data)  # pylint: disable=protected-access
+    frozen = c2c._construct_concrete_function(concrete, converted, indices)  # pylint: disable=protected-access
+    graph_def = _with_write_values(frozen.graph.as_graph_def(), converted, writes)
     consts = {n.name for n in graph_def.node if n.op == "Const"}
     paths, keys = {}, {}
     for handle_id, placeholder in captured.items():
@@ -101,9 +185,12 @@ def _freeze_function(concrete, path_of_handle, key_of_handle=None):
             paths[placeholder] = path_of_handle[handle_id]
             if key_of_handle and handle_id in key_of_handle:
                 keys[placeholder] = key_of_handle[handle_id]
+    for write in writes:
+        placeholder = write.pop("placeholder")
+        write["variable"] = paths.get(placeholder, placeholder)
     inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
     outputs = [t.name for t in frozen.outputs]
-    return graph_def, paths, keys, inputs, outputs
+    return graph_def, paths, keys, inputs, outputs, writes
 
 
 def _object_graph_paths(loaded, object_graph):
@@ -140,7 +227,7 @@ def saved_model(params):
     paths, keys = _object_graph_paths(loaded, mg.object_graph_def)
     for variable in concrete.graph.variables:  # anything the walk missed: its own name
         paths.setdefault(id(variable.handle), variable.name.split(":")[0])
-    graph_def, const_paths, const_keys, inputs, outputs = _freeze_function(concrete, paths, keys)
+    graph_def, const_paths, const_keys, inputs, outputs, writes = _freeze_function(concrete, paths, keys)
     _, kwargs = concrete.structured_input_signature
     input_keys = {spec.name or key: key for key, spec in kwargs.items()}
     out_keys = sorted(concrete.structured_outputs) if isinstance(concrete.structured_outputs, dict) \
@@ -148,7 +235,7 @@ def saved_model(params):
     return graph_def, {
         "inputs": {input_keys.get(t.split(":")[0], t.split(":")[0]): t for t in inputs},
         "outputs": dict(zip(out_keys, outputs)),
-        "variable_paths": const_paths, "checkpoint_keys": const_keys}
+        "variable_paths": const_paths, "checkpoint_keys": const_keys, "writes": writes}
 
 
 def _check_classes(config, module):
@@ -195,10 +282,10 @@ def keras(params):
     def serve(*args):
         return model(list(args) if len(args) > 1 else args[0], training=False)
     concrete = tf.function(serve).get_concrete_function(*specs)
-    graph_def, const_paths, _, inputs, outputs = _freeze_function(concrete, variables)
+    graph_def, const_paths, _, inputs, outputs, writes = _freeze_function(concrete, variables)
     return graph_def, {"inputs": dict(zip(names, inputs)),
                        "outputs": {f"output_{i}": t for i, t in enumerate(outputs)},
-                       "variable_paths": const_paths, "checkpoint_keys": {}}
+                       "variable_paths": const_paths, "checkpoint_keys": {}, "writes": writes}
 
 
 TASKS = {"saved_model": saved_model, "keras": keras, "keras_h5": keras}

@@ -9,18 +9,34 @@ from tf1_repro.graph import safety
 from tf1_repro.graph.errors import run_error_line
 from tf1_repro.graph.feeds import parse_feed as _parse_feed
 from tf1_repro.graph.graphdef import make_identity, node_name, nodes_by_name, tensor_dtypes, tensor_name, with_nodes
+from tf1_repro.tools.inference import fix_verify
 from tf1_repro.tools.inference.convert import convert
 from tf1_repro.tools.inference.errors import InferenceError
 from tf1_repro.tools.inference.latency import VARIANTS, measure_latency
+from tf1_repro.tools.inference.training_mode import plan_fixes
 from tf1_repro.tools.inference.verify import input_shapes, make_batches, random_ops, same_outputs, verify
+
+TF2_FORMATS = ("saved_model_tf2", "keras", "keras_h5")
+
 
 def open_model(path):
     """(graph, sess, findings) through ``tf1_repro.graph.artefacts``: a checkpoint prefix or
     directory (with its .meta), a .meta file with its checkpoint, a SavedModel or a frozen
-    graph; the variables restored (only the restore runs). Caller closes sess."""
+    graph, a TF2 SavedModel or a Keras file; the variables restored (only the restore runs).
+    Caller closes sess."""
+    _, graph, sess, findings = open_artefact(path)
+    return graph, sess, findings
+
+
+def open_artefact(path, signature=None):
+    """(Artefact, graph, sess, findings); see ``open_model``. ``signature`` picks a TF2
+    SavedModel's signature (default ``serving_default``)."""
     from tf1_repro.graph import artefacts  # pylint: disable=import-outside-toplevel
     try:
-        art = artefacts.load(path)
+        art = artefacts.load(path, signature=signature)
+        if art.format in TF2_FORMATS and not art.outputs:
+            raise InferenceError(f"PATH: {path}: " + (art.notes[-1] if art.notes else
+                                                     "no signature to serve"))
         if art.format == "meta_graph" and art.checkpoint is None:
             raise InferenceError(f"PATH: {path} has no checkpoint beside it (no "
                                  f"{path[:-len('.meta')]}.index): the variables have no values")
@@ -31,7 +47,51 @@ def open_model(path):
         graph, sess = art.open()
     except artefacts.ArtefactError as err:
         raise InferenceError(f"PATH: {err}") from None
-    return graph, sess, findings
+    return art, graph, sess, findings
+
+
+def _tf1_path(path):
+    """Whether ``path`` is read by a TF1 format reader (or by none): ``--outputs`` is required."""
+    from tf1_repro.graph.artefacts.readers import READERS  # pylint: disable=import-outside-toplevel
+    try:
+        reader = next((r for r in READERS if r.recognise(path)), None)
+    except Exception:  # pylint: disable=broad-except
+        return True
+    return reader is None or reader.FORMAT not in TF2_FORMATS
+
+
+def _fix_checks(fmt, art, opened, fixes, conv, batch, repaired_outputs, tolerance):
+    """``fix_verify``'s checks of the repair (``--fix-training-mode`` changed something)."""
+    graph, sess, findings = opened
+    fixed = {e["layer"] for e in conv["fixed"]}
+    bn_fixes = {bn.name: f for bn, f in zip(findings.bn_layers, fixes[0]) if f.layer in fixed}
+    numpy_checks = fix_verify.bn_numpy_checks(fmt, conv["repaired"], graph, sess, findings,
+                                              bn_fixes, batch, tolerance)
+    keras = fix_verify.keras_check(art, repaired_outputs, conv["inputs"], conv["outputs"], batch,
+                                   tolerance)
+    ok = all(c["ok"] for c in numpy_checks) and keras.get("ok", "skipped" in keras)
+    return {"reference": "the repaired graph, before BN folding", "bn_numpy": numpy_checks,
+            "keras": keras, "ok": bool(ok)}
+
+
+def _hint(path, conv, fix_training_mode, batch_dependent, deterministic):
+    """Why no artefact can match a training-mode original, and what to run (None when the
+    original is not in training mode or ``--fix-training-mode`` was given)."""
+    if fix_training_mode:
+        return None
+    training_bn = any(o.startswith(("FusedBatchNorm", "Rsqrt")) for o in conv["training_ops_left"])
+    dropping = bool(conv["dropouts_kept"]) and not deterministic
+    if not (batch_dependent or dropping or (training_bn and not deterministic)):
+        return None
+    what = []
+    if batch_dependent or training_bn:
+        what.append("a BN normalises with the batch's statistics")
+    if dropping:
+        what.append("a dropout is on at inference")
+    serves = " and ".join(w for w, on in (("with its moving statistics", batch_dependent or training_bn),
+                                           ("without dropout", dropping)) if on)
+    return (f"{' and '.join(what)}: see python -m tf1_repro doctor {path}; to-inference "
+            f"--fix-training-mode serves it {serves}")
 
 
 def _add_aliases(graph_def, aliases):
@@ -58,7 +118,7 @@ def _check_formats(formats):
 def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                  formats=("saved_model", "frozen", "onnx", "tflite"), data=None, latency_runs=30,
                  tolerance=1e-4, aliases=None, input_keys=None, output_keys=None, log=None,
-                 progress=None):
+                 progress=None, signature=None, fix_training_mode=False):
     """Load ``path``, convert (see ``convert``), write the formats into a scratch directory,
     verify each there against the original graph run with the prediction feeds (batch 1 and
     16), time the variants (batch 1 and 64, ``latency_runs`` interleaved rounds; 0 skips),
@@ -72,20 +132,39 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     ``progress``: a progress factory (``tf1_repro.progress.factory()``; None shows nothing)
     that starts once the input is checked: one unit per stage (reference run, each format
     written, each verified, moving), and a bar of timing rounds.
+
+    TF2 SavedModels and Keras files: ``signature`` picks the signature frozen (default
+    ``serving_default``); ``outputs`` may be empty (the signature's outputs, served under the
+    signature's keys). ``fix_training_mode`` runs the fix stage (``training_mode``); when it
+    changed something, the artefacts are verified against the repaired graph, and the repair
+    by ``fix_verify`` (NumPy per BN layer; Keras with ``training=False`` for Keras files).
     """
     import tempfile  # pylint: disable=import-outside-toplevel
     from tf1_repro import progress as progress_display  # pylint: disable=import-outside-toplevel
     from tf1_repro.tools.inference import formats as fmt  # pylint: disable=import-outside-toplevel
     log = log or (lambda line: None)
     formats = _check_formats(list(formats))
-    if not outputs:
+    if not outputs and _tf1_path(path):
         raise InferenceError("--outputs must name at least one tensor")
     targets = _check_out(out_dir, formats, fmt)
     if data is not None:
         _check_data_arrays(data)
-    graph, sess, findings = open_model(path)
+    art, graph, sess, findings = open_artefact(path, signature)
+    tf2 = art.format in TF2_FORMATS
     try:
-        conv = convert(graph, sess, outputs, findings, inputs=inputs, feeds=feeds, fold=fold)
+        if not outputs:
+            if not tf2:
+                raise InferenceError("--outputs must name at least one tensor")
+            outputs = list(art.outputs.values())
+        if tf2:
+            input_keys = input_keys or {tensor_name(t): k for k, t in art.inputs.items()}
+            keys = {tensor_name(t): k for k, t in art.outputs.items()}
+            if output_keys is None and not aliases and all(tensor_name(o) in keys for o in outputs):
+                output_keys = keys
+        fixes = plan_fixes(graph, sess, findings, art.writes if tf2 else None,
+                           art.variable_paths) if fix_training_mode else None
+        conv = convert(graph, sess, outputs, findings, inputs=inputs, feeds=feeds, fold=fold,
+                       fixes=fixes)
         unsafe = safety.unsafe_to_run(graph, conv["outputs"])
         if unsafe:
             raise InferenceError(safety.refusal(unsafe, ", ".join(conv["outputs"])))
@@ -107,10 +186,22 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             checks = make_batches(graph, conv["inputs"], data, (1, 16))
             timing = make_batches(graph, conv["inputs"], data, (1, 64), seed=1) if latency_runs else {}
             original = fmt.open_session(graph, sess, conv["outputs"], conv["feeds"])
-            reference = {s: [np.asarray(v, np.float64) for v in original.run(b)]
+            repaired = fmt.open_graph_def(conv["repaired"], conv["outputs"]) if conv["fixed"] else None
+            reference_runner = repaired or original
+            reference = {s: [np.asarray(v, np.float64) for v in reference_runner.run(b)]
                          for s, b in checks.items()}
-            deterministic = not random_ops(graph, conv["outputs"]) or same_outputs(
-                original.run(checks[max(checks)]), reference[max(checks)])
+            largest = checks[max(checks)]
+            if repaired is None:
+                deterministic = not random_ops(graph, conv["outputs"]) or same_outputs(
+                    original.run(largest), reference[max(checks)])
+            else:
+                deterministic = same_outputs(repaired.run(largest), reference[max(checks)])
+            shift = fix_verify.batch_shift(original, largest) if deterministic and \
+                repaired is None else None
+            fix_checks = _fix_checks(fmt, art, (graph, sess, findings), fixes, conv, largest,
+                                     reference[max(checks)], tolerance) if repaired else None
+            if repaired is not None:
+                repaired.close()
             bar.update(1, done="reference run")
             with tempfile.TemporaryDirectory() as tmp:
                 staged, artefacts, skipped = _write_formats(
@@ -146,7 +237,18 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
     ok = finite and deterministic and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
                         and a["deterministic"] for a in artefacts.values()) and not latency_errors
-    return {"source": path, "inputs": conv["inputs"], "outputs": served_outputs,
+    ok = ok and not conv["not_fixed"] and (fix_checks is None or fix_checks["ok"])
+    scale = max((float(np.max(np.abs(v), initial=0.0)) for v in reference[max(reference)]), default=0.0)
+    batch_dependent = shift is not None and shift > tolerance * max(1.0, scale)
+    return {"source": path, "format": art.format, "signature": art.signature,
+            "signatures": art.signature_names if tf2 else [],
+            "fix_training_mode": bool(fix_training_mode), "fixed": conv["fixed"],
+            "not_fixed": conv["not_fixed"], "fix_checks": fix_checks,
+            "original_batch_dependent": bool(batch_dependent),
+            "original_batch_shift": shift, "training_mode_hint": _hint(
+                path, conv, fix_training_mode, batch_dependent, deterministic),
+            "writes_left_out": [w["node"] for w in art.writes] if tf2 else [],
+            "inputs": conv["inputs"], "outputs": served_outputs,
             "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
             "dropouts_removed": conv["dropouts_removed"], "dropouts_kept": conv["dropouts_kept"],
             "dropouts_scaled": conv["dropouts_scaled"],

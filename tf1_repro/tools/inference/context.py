@@ -12,9 +12,13 @@ class PassState:
 
     ``dropped_controls``: source node names of the control inputs a pass removed (fold_constants,
     strip_control_inputs): the update ops they ran at prediction are named in the report.
-    ``bn_report``: one entry per BN layer, written by fold_batch_norms."""
+    ``bn_report``: one entry per BN layer, written by fold_batch_norms. ``fixed`` /
+    ``not_fixed``: what ``--fix-training-mode``'s passes changed ({layer, what}) or could not
+    ({layer, why}), layer by layer."""
     dropped_controls: list = dataclasses.field(default_factory=list)
     bn_report: list = dataclasses.field(default_factory=list)
+    fixed: list = dataclasses.field(default_factory=list)
+    not_fixed: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +31,8 @@ class PassContext:
     (dropouts_to_identity); keep: node names fold_constants must leave as Consts of their own
     (BN outputs); protected: node names remove_identities keeps; bn_layers: the finder's
     ``BNLayer``s (fold_batch_norms); fold: fold BN into the linear op before it (False: keep
-    x*s+o); session: the ``tf.Session`` holding the variables' values (freeze_variables)."""
+    x*s+o); session: the ``tf.Session`` holding the variables' values (freeze_variables);
+    bn_fixes / dropout_fixes: ``training_mode.BNFix`` / ``DropoutFix`` (the fix stage)."""
     outputs: tuple = ()
     inputs: tuple = ()
     feeds: dict = dataclasses.field(default_factory=dict)
@@ -37,6 +42,8 @@ class PassContext:
     bn_layers: tuple = ()
     fold: bool = True
     session: Any = None
+    bn_fixes: tuple = ()
+    dropout_fixes: tuple = ()
     state: PassState = dataclasses.field(default_factory=PassState)
 
 

@@ -10,6 +10,9 @@ the declared order of ``STAGES`` (see ``pipeline``), every node name kept.
 3. freeze: ``defaults_to_identity`` (PlaceholderWithDefault that is not an input), ``prune``,
    ``strip_control_inputs`` (once no Switch is left), ``prune``, ``freeze_variables``, and
    simplify again.
+   fix (``--fix-training-mode`` only): ``bn_training_to_inference`` (each BN still in training
+   mode normalises with its moving statistics), ``remove_dropout`` (each dropout still dropping
+   becomes the identity), and simplify again.
 4. clean: ``remove_identities`` (BN outputs kept), ``prune``.
 5. serve: ``fold_batch_norms``, ``remove_identities``, ``prune``: once with ``fold`` (the served
    graph) and once without (every BN as x*s+o, timed as ``frozen_unfolded``).
@@ -33,6 +36,7 @@ STAGES = {
     "simplify": SIMPLIFY,
     "freeze": ("defaults_to_identity", "prune", "strip_control_inputs", "prune",
                "freeze_variables") + SIMPLIFY,
+    "fix": ("bn_training_to_inference", "remove_dropout") + SIMPLIFY,
     "clean": ("remove_identities", "prune"),
     "serve": ("fold_batch_norms", "remove_identities", "prune"),
 }
@@ -69,7 +73,7 @@ def _bound_feeds(graph, outputs, findings, inputs, feeds):
     return outputs, inputs, bound
 
 
-def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
+def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True, fixes=None):
     """The prediction graph of ``graph`` (variables in ``sess``), frozen, without training
     ops, BN folded (``fold``) or as multiply-adds.
 
@@ -78,7 +82,12 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
     every BN as x*s+o), ``inputs``, ``outputs``, ``feeds`` (bound), ``bn_layers``
     ([{name, kind, folded, reason}]), ``dropouts_removed``, ``dropouts_kept``,
     ``update_ops_dropped``, ``ops_before``, ``ops_after``, ``ops_unfolded``, ``training_ops_left``,
-    ``passes`` (one ``PassRecord.as_dict()`` per pass run on the way to ``folded``).
+    ``passes`` (one ``PassRecord.as_dict()`` per pass run on the way to ``folded``), ``fixed``
+    and ``not_fixed`` (the fix stage's entries, layer by layer), ``repaired`` (the frozen graph
+    after the fix stage, every BN still as the graph computes it; None without ``fixes``).
+
+    ``fixes``: ``(BNFix tuple, DropoutFix tuple)`` from ``training_mode.plan_fixes`` runs the
+    fix stage (``--fix-training-mode``); None skips it.
     """
     outputs, inputs, bound = _bound_feeds(graph, outputs, findings, inputs, feeds)
     remove, kept_dropouts = plan.dropout_plan(findings.dropouts, bound)
@@ -93,6 +102,10 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
     inputs = plan.inputs_after_binding(graph_def, inputs)
     ctx = dataclasses.replace(ctx, inputs=tuple(inputs))
     graph_def, _ = pipeline.run(STAGES["freeze"], graph_def, ctx, records)
+    if fixes is not None:
+        ctx = dataclasses.replace(ctx, bn_fixes=tuple(fixes[0]), dropout_fixes=tuple(fixes[1]))
+        graph_def, _ = pipeline.run(STAGES["fix"], graph_def, ctx, records)
+    repaired = graph_def if fixes is not None else None
     dropped = plan.write_ops_of(bound_graph, ctx.state.dropped_controls, graph_def)
     protected = tuple(node_name(i) for i in inputs) + tuple(node_name(o) for o in outputs)
     graph_def, _ = pipeline.run(STAGES["clean"], graph_def,
@@ -113,4 +126,6 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True):
             "update_ops_dropped": dropped, "ops_before": op_counts(before),
             "ops_after": op_counts(folded), "ops_unfolded": op_counts(unfolded),
             "training_ops_left": plan.training_only_ops(folded),
-            "passes": [r.as_dict() for r in records]}
+            "passes": [r.as_dict() for r in records],
+            "fixed": list(ctx.state.fixed), "not_fixed": list(ctx.state.not_fixed),
+            "repaired": repaired}

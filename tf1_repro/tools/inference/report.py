@@ -14,6 +14,12 @@ def format_report(report):
                                              or "none"),
              f"  ops before ({sum(report['ops_before'].values())}): {_ops_line(report['ops_before'])}",
              f"  ops after  ({sum(report['ops_after'].values())}): {_ops_line(report['ops_after'])}"]
+    if report.get("signatures"):
+        lines.insert(1, f"  {report['format']}: signature {report['signature']} (signatures: "
+                        f"{', '.join(report['signatures'])})")
+    elif report.get("format") in ("keras", "keras_h5"):
+        lines.insert(1, f"  {report['format']}: model(x, training=False)")
+    lines += _fix_lines(report)
     for bn in report["bn_layers"]:
         state = f"folded into {bn.get('into')}" if bn["folded"] else f"kept: {bn['reason']}"
         lines.append(f"  BN {bn['name']} ({bn['kind']}): {state}")
@@ -30,7 +36,8 @@ def format_report(report):
                      f"{', '.join(report['update_ops_dropped'])}")
     if report["training_ops_left"]:
         lines.append(f"  ! training-only ops left: {', '.join(report['training_ops_left'][:8])}")
-    lines.append(f"  artefacts (vs the original graph, batch 1 and 16; tolerance "
+    lines.append(f"  artefacts (vs the {'repaired' if report.get('fix_checks') else 'original'} "
+                 f"graph, batch 1 and 16; tolerance "
                  f"{report['tolerance']:g} x max(1, |output|)):")
     for name, a in report["artefacts"].items():
         if a.get("error"):
@@ -54,21 +61,71 @@ def format_report(report):
             lines.append(f"    {variant:<16} {t['1']:>9.3f} {t['64']:>9.3f}")
     if not report["original_finite"]:
         lines.append("  ! the original graph's outputs are not finite (NaN/inf) on the check inputs")
+    lines += _fix_check_lines(report.get("fix_checks"))
     failed = [n for n, a in report["artefacts"].items() if a.get("error")]
-    if not report.get("original_deterministic", True):
+    hint = report.get("training_mode_hint")
+    if report.get("original_batch_dependent") and not failed:
+        lines.append(f"FAILED: the original depends on its batch (sample 0 moves by "
+                     f"{report['original_batch_shift']:.3g} when run alone), so no artefact can "
+                     f"match it" + (f": {hint}" if hint else "") + " (exit 1)")
+    elif not report.get("original_deterministic", True):
         lines.append("FAILED: cannot verify: the original graph's output is random (not "
                      "deterministic): the same batch run twice gives other values" + (
                          f"; {', '.join(failed)} could not run either" if failed else "") +
-                     " (exit 1)")
+                     (f"; {hint}" if hint else "") + " (exit 1)")
     elif failed:
         lines.append(f"FAILED: {', '.join(failed)} could not be verified and "
                      f"{'was' if len(failed) == 1 else 'were'} not written (exit 1)")
     elif report.get("latency_errors"):
         lines.append(f"FAILED: {', '.join(report['latency_errors'])} cannot run (latency above; exit 1)")
+    elif report.get("not_fixed"):
+        lines.append(f"FAILED: --fix-training-mode could not repair "
+                     f"{', '.join(e['layer'] for e in report['not_fixed'])} (exit 1)")
+    elif report.get("fix_checks"):
+        lines.append("verified: every artefact matches the repaired graph, independent of the batch, "
+                     "and the repair checks pass" if report["ok"] else
+                     "FAILED: an artefact or a repair check differs (exit 1)")
     else:
         lines.append("verified: every artefact matches the original" if report["ok"] else
                      "FAILED: an artefact differs from the original (exit 1)")
     return "\n".join(lines)
+
+
+def _fix_lines(report):
+    """What ``--fix-training-mode`` changed, layer by layer, and the writes left out."""
+    lines = []
+    if report.get("fix_training_mode"):
+        if report["fixed"]:
+            lines.append(f"  --fix-training-mode: {len(report['fixed'])} change(s), layer by layer:")
+            lines += [f"    {e['layer']}: {e['what']}" for e in report["fixed"]]
+        elif not report.get("not_fixed"):
+            lines.append("  --fix-training-mode: nothing to fix (no BN in training mode, no dropout "
+                         "on at inference, in the function served)")
+        lines += [f"  ! not fixed {e['layer']}: {e['why']}" for e in report.get("not_fixed", [])]
+    told = " ".join(e["what"] for e in report.get("fixed", []))
+    left = [w for w in report.get("writes_left_out", []) if w not in told]
+    if left:
+        lines.append(f"  ! the serving function writes variables on every call; the served graph "
+                     f"does not: {', '.join(left)}")
+    return lines
+
+
+def _fix_check_lines(checks):
+    if not checks:
+        return []
+    lines = [f"  repair checks (the artefacts are compared with {checks['reference']}):"]
+    for c in checks["bn_numpy"]:
+        lines.append(f"    BN {c['layer']}: NumPy with its moving statistics, max |diff| "
+                     f"{c['max_abs_diff']:.3g} {'ok' if c['ok'] else 'DIFFERS'}")
+    keras = checks["keras"]
+    if "skipped" in keras:
+        lines.append(f"    Keras training=False: skipped ({keras['skipped']})")
+    elif "error" in keras:
+        lines.append(f"    Keras training=False: FAILED ({keras['error']})")
+    else:
+        lines.append(f"    Keras training=False (every layer in inference mode): max |diff| "
+                     f"{keras['max_abs_diff']:.3g} {'ok' if keras['ok'] else 'DIFFERS'}")
+    return lines
 
 
 def _changed_text(changed, shown=4):

@@ -15,7 +15,7 @@ import json
 import os
 import zipfile
 
-from tf1_repro.graph.artefacts.artefact import Artefact, ArtefactError, first_line
+from tf1_repro.graph.artefacts.artefact import Artefact, ArtefactError, first_line, writes_note
 from tf1_repro.graph.artefacts.readers import keras_config
 
 FORMAT = "keras"
@@ -62,5 +62,8 @@ def read_keras_model(fmt, path, config, legacy):
     art.signature = "inference"
     art.inputs, art.outputs = out["inputs"], out["outputs"]
     art.variable_paths, art.checkpoint_keys = out["variable_paths"], out["checkpoint_keys"]
+    art.writes = out.get("writes", [])
+    if art.writes:
+        art.notes.append(writes_note(art.writes))
     art.bn_configs = keras_config.bn_layers(config)
     return art

@@ -24,7 +24,7 @@ Read, for one signature (``serving_default`` by default, else the only one; the 
 
 import os
 
-from tf1_repro.graph.artefacts.artefact import Artefact, ArtefactError
+from tf1_repro.graph.artefacts.artefact import Artefact, ArtefactError, writes_note
 from tf1_repro.graph.artefacts.readers import saved_model_pb
 from tf1_repro.graph.safety import first_unsafe
 
@@ -81,6 +81,9 @@ def read(path, signature=None):
     art.graph_def = graph_def
     art.inputs, art.outputs = out["inputs"], out["outputs"]
     art.variable_paths, art.checkpoint_keys = out["variable_paths"], out["checkpoint_keys"]
+    art.writes = out.get("writes", [])
+    if art.writes:
+        art.notes.append(writes_note(art.writes))
     return art
 
 

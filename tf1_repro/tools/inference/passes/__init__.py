@@ -11,7 +11,8 @@ from tf1_repro.tools.inference.passes.registry import REGISTRY, Pass, get, regis
 
 PASS_MODULES = ("prune", "bind_placeholders", "dropouts_to_identity", "fold_constants",
                 "resolve_switches", "defaults_to_identity", "strip_control_inputs",
-                "freeze_variables", "remove_identities", "fold_batch_norms")
+                "freeze_variables", "remove_identities", "fold_batch_norms",
+                "bn_training_to_inference", "remove_dropout")
 
 for _module in PASS_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
