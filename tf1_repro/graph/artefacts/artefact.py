@@ -39,6 +39,10 @@ class Artefact:
         self.variable_paths = {}     # {frozen Const node name: object path of its variable}
         self.checkpoint_keys = {}    # {frozen Const node name: key in variables/ or weights file}
         self.bn_configs = []         # Keras files: [{name, class_name, momentum, epsilon, axis}]
+        self.writes = []             # variable writes of the frozen function, left out of
+        #                              graph_def: [{variable, op, node}] (artefacts.writes)
+        self.keras_layers = None     # Keras config, read statically (JSON only), when there is
+        #                              one: [{name, class_name, config}] (readers.keras_config)
         self.notes = []              # what the reader could not do, and why
         self._reader = None
         self._consts = None

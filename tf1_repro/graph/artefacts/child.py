@@ -10,7 +10,9 @@ GraphDef and writes ``frozen.pb`` and ``out.json``; the parent reads them and de
 folder. The child never runs the function; it only reads the variables.
 
 ``out.json``: ``inputs``/``outputs`` ({key: tensor name in the frozen graph}),
-``variable_paths`` ({Const name: variable path}), ``checkpoint_keys`` ({Const name: key}).
+``variable_paths`` ({Const name: variable path}), ``checkpoint_keys`` ({Const name: key}),
+``writes`` (the variable writes the function makes, left out of the frozen graph:
+``writes.recorded``).
 A failure in the child is an ``ArtefactError`` whose line is the child's own (``refused``
 when the child's check of Keras classes refused the file).
 """
@@ -87,13 +89,32 @@ class Refused(Exception):
 
 
 def _freeze_function(concrete, path_of_handle, key_of_handle=None):
-    """``(GraphDef, {Const: path}, {Const: key}, inputs, outputs)`` of ``concrete`` frozen."""
+    """``(GraphDef, {Const: path}, {Const: key}, inputs, outputs, writes)`` of ``concrete``
+    frozen. ``writes``: the variable writes the function makes (``writes.recorded``); when there
+    are some, ``convert_variables_to_constants_v2`` cannot freeze it (a write's resource input
+    would become a Const), so the writes are recorded and left out (``writes.freeze``)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from tensorflow.python.framework.convert_to_constants import (  # pylint: disable=import-outside-toplevel
-        convert_variables_to_constants_v2)
+        _run_inline_graph_optimization, convert_variables_to_constants_v2)
+    from tf1_repro.graph.artefacts import writes as found_writes  # pylint: disable=import-outside-toplevel
     captured = {id(ext): internal.op.name for ext, internal in concrete.graph.captures}
-    frozen = convert_variables_to_constants_v2(concrete)
-    graph_def = frozen.graph.as_graph_def()
+    by_placeholder = {placeholder: path_of_handle[h] for h, placeholder in captured.items()
+                      if h in path_of_handle}
+    inlined = _run_inline_graph_optimization(concrete, True, False)
+    writes = found_writes.recorded(inlined, by_placeholder)
+    if writes:
+        values = {}
+        for variable in concrete.variables:
+            if id(variable.handle) in captured:
+                values[captured[id(variable.handle)]] = variable.numpy()
+        outputs = [t.name for t in concrete.outputs]
+        graph_def = found_writes.freeze(inlined, values, [t.split(":")[0] for t in outputs])
+        inputs = [t.name for t in concrete.inputs if t.dtype != tf.resource]
+    else:
+        frozen = convert_variables_to_constants_v2(concrete)
+        graph_def = frozen.graph.as_graph_def()
+        inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
+        outputs = [t.name for t in frozen.outputs]
     consts = {n.name for n in graph_def.node if n.op == "Const"}
     paths, keys = {}, {}
     for handle_id, placeholder in captured.items():
@@ -101,22 +122,23 @@ def _freeze_function(concrete, path_of_handle, key_of_handle=None):
             paths[placeholder] = path_of_handle[handle_id]
             if key_of_handle and handle_id in key_of_handle:
                 keys[placeholder] = key_of_handle[handle_id]
-    inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
-    outputs = [t.name for t in frozen.outputs]
-    return graph_def, paths, keys, inputs, outputs
+    return graph_def, paths, keys, inputs, outputs, writes
 
 
 def _object_graph_paths(loaded, object_graph):
     """``({id(handle): SavedVariable name or path}, {id(handle): checkpoint key})``, walking the
     object graph and the loaded objects together from the root (shortest path first, as the
-    checkpoint keys are made)."""
-    paths, keys, seen, queue = {}, {}, {0}, [(0, loaded, "")]
+    checkpoint keys are made). A bare name without a scope (``tf.Variable(name="gamma")`` in a
+    ``tf.Module``, which another module may share) gives way to the object path (``bn/gamma``);
+    Keras names (``bn/gamma``) stay."""
+    paths, keys, seen, queue, walked = {}, {}, {0}, [(0, loaded, "")], {}
     while queue:
         node_id, obj, path = queue.pop(0)
         proto = object_graph.nodes[node_id]
         if proto.WhichOneof("kind") == "variable" and hasattr(obj, "handle"):
             name = proto.variable.name or path
             paths.setdefault(id(obj.handle), name[:-2] if name.endswith(":0") else name)
+            walked.setdefault(id(obj.handle), path)
             keys.setdefault(id(obj.handle), f"{path}/.ATTRIBUTES/VARIABLE_VALUE")
         try:
             children = obj._trackable_children()  # pylint: disable=protected-access
@@ -127,7 +149,8 @@ def _object_graph_paths(loaded, object_graph):
             if ref.node_id not in seen and child is not None:
                 seen.add(ref.node_id)
                 queue.append((ref.node_id, child, f"{path}/{ref.local_name}" if path else ref.local_name))
-    return paths, keys
+    return {h: walked[h] if "/" not in name and walked.get(h) else name
+            for h, name in paths.items()}, keys
 
 
 def saved_model(params):
@@ -140,7 +163,8 @@ def saved_model(params):
     paths, keys = _object_graph_paths(loaded, mg.object_graph_def)
     for variable in concrete.graph.variables:  # anything the walk missed: its own name
         paths.setdefault(id(variable.handle), variable.name.split(":")[0])
-    graph_def, const_paths, const_keys, inputs, outputs = _freeze_function(concrete, paths, keys)
+    graph_def, const_paths, const_keys, inputs, outputs, writes = _freeze_function(concrete, paths,
+                                                                                  keys)
     _, kwargs = concrete.structured_input_signature
     input_keys = {spec.name or key: key for key, spec in kwargs.items()}
     out_keys = sorted(concrete.structured_outputs) if isinstance(concrete.structured_outputs, dict) \
@@ -148,7 +172,7 @@ def saved_model(params):
     return graph_def, {
         "inputs": {input_keys.get(t.split(":")[0], t.split(":")[0]): t for t in inputs},
         "outputs": dict(zip(out_keys, outputs)),
-        "variable_paths": const_paths, "checkpoint_keys": const_keys}
+        "variable_paths": const_paths, "checkpoint_keys": const_keys, "writes": writes}
 
 
 def _check_classes(config, module):
@@ -195,10 +219,10 @@ def keras(params):
     def serve(*args):
         return model(list(args) if len(args) > 1 else args[0], training=False)
     concrete = tf.function(serve).get_concrete_function(*specs)
-    graph_def, const_paths, _, inputs, outputs = _freeze_function(concrete, variables)
+    graph_def, const_paths, _, inputs, outputs, writes = _freeze_function(concrete, variables)
     return graph_def, {"inputs": dict(zip(names, inputs)),
                        "outputs": {f"output_{i}": t for i, t in enumerate(outputs)},
-                       "variable_paths": const_paths, "checkpoint_keys": {}}
+                       "variable_paths": const_paths, "checkpoint_keys": {}, "writes": writes}
 
 
 TASKS = {"saved_model": saved_model, "keras": keras, "keras_h5": keras}

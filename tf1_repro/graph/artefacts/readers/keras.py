@@ -62,5 +62,6 @@ def read_keras_model(fmt, path, config, legacy):
     art.signature = "inference"
     art.inputs, art.outputs = out["inputs"], out["outputs"]
     art.variable_paths, art.checkpoint_keys = out["variable_paths"], out["checkpoint_keys"]
+    art.writes = out.get("writes", [])
     art.bn_configs = keras_config.bn_layers(config)
     return art

@@ -81,6 +81,7 @@ def read(path, signature=None):
     art.graph_def = graph_def
     art.inputs, art.outputs = out["inputs"], out["outputs"]
     art.variable_paths, art.checkpoint_keys = out["variable_paths"], out["checkpoint_keys"]
+    art.writes = out.get("writes", [])
     return art
 
 
