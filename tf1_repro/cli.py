@@ -443,6 +443,7 @@ def _add_doctor(commands):
     p.add_argument("--data", metavar="FILE.npz", help="inputs to run with, arrays named by placeholder")
     p.add_argument("--no-run", action="store_true", help="static checks only: run nothing")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    _add_signature(p)
     p.set_defaults(run=_run_doctor)
 
 
@@ -460,7 +461,7 @@ def _run_doctor(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = doctor.diagnose(args.path, feeds=feeds, input_shapes=shapes, data=args.data,
-                                 run=not args.no_run)
+                                 run=not args.no_run, signature=args.signature)
     print(doctor.format_report(report))
     _write_json(args.json, report)
     return 0 if report["healthy"] else 1
@@ -577,12 +578,18 @@ def _add_find(commands):
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory, .meta, SavedModel "
                    "directory, or frozen graph")
     p.add_argument("--json", metavar="OUT", help="also write the findings as JSON")
+    _add_signature(p)
     p.set_defaults(run=_run_find, error_form="python -m tf1_repro find: {}")
+
+
+def _add_signature(p):
+    p.add_argument("--signature", metavar="NAME", help="the SavedModel signature to read "
+                   "(default serving_default; the report lists them all)")
 
 
 def _run_find(args):
     from tf1_repro.tools import find_report  # pylint: disable=import-outside-toplevel
-    art, found = find_report.read(args.path)
+    art, found = find_report.read(args.path, signature=args.signature)
     print(find_report.format_find(art, found))
     _write_json(args.json, find_report.payload(art, found))
     return 0

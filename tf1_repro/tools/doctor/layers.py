@@ -79,6 +79,7 @@ class Found:
     dropouts: list
     result: Optional[object]
     notes: list
+    view: Optional[object] = None  # tf2_findings.View (signatures, Keras layers, writes)
 
 
 def find(doc):
@@ -96,7 +97,9 @@ def find(doc):
             "no graph (.meta) with the checkpoint: BN layers found from variable names; only the "
             "checks on values ran"])
     graph, collections = import_graph(doc)
-    result = finder.find(graph, collections)
+    from tf1_repro.tools import tf2_findings  # pylint: disable=import-outside-toplevel
+    view = tf2_findings.complete(doc.art, finder.find(graph, collections))
+    result = view.findings
     layers = [Layer(name=b.name, kind=b.kind, input=b.input, output=b.output, gamma=b.gamma,
                     beta=b.beta, moving_mean=b.moving_mean, moving_variance=b.moving_variance,
                     epsilon=b.epsilon, decay=b.decay, mode=b.mode.to_dict() if b.mode else None,
@@ -107,7 +110,7 @@ def find(doc):
               for b in result.bn_layers]
     dropouts = [Dropout(d.name, d.kind, d.keep_prob, d.convention,
                         d.mode.to_dict() if d.mode else None, d.output) for d in result.dropouts]
-    return Found(layers, dropouts, result, finder_notes(doc, result))
+    return Found(layers, dropouts, result, finder_notes(doc, result), view)
 
 
 def finder_notes(doc, result):

@@ -19,13 +19,17 @@ Read, for one signature (``serving_default`` by default, else the only one; the 
    concrete function with ``convert_variables_to_constants_v2`` into one inlined GraphDef (the
    Artefact's ``graph_def``) and maps each frozen Const to its variable's object path (the
    object graph's ``SavedVariable.name``, e.g. ``batch_normalization/moving_mean``) in
-   ``variable_paths`` and to its checkpoint key in ``checkpoint_keys``.
+   ``variable_paths`` and to its checkpoint key in ``checkpoint_keys``; the variable writes the
+   signature makes are recorded in ``writes`` (``artefacts.writes``: a signature with BN
+   training=True baked in writes its statistics).
+4. A tf-keras SavedModel's ``keras_metadata.pb`` is read as JSON (never through Keras) for its
+   BatchNormalization and Dropout layers' configs (``keras_layers``).
 """
 
 import os
 
 from tf1_repro.graph.artefacts.artefact import Artefact, ArtefactError
-from tf1_repro.graph.artefacts.readers import saved_model_pb
+from tf1_repro.graph.artefacts.readers import keras_config, saved_model_pb
 from tf1_repro.graph.safety import first_unsafe
 
 FORMAT = "saved_model_tf2"
@@ -57,6 +61,7 @@ def read(path, signature=None):
                                 f"{', '.join(names)}")
     art = Artefact(FORMAT, directory, tags=list(mg.meta_info_def.tags))
     art.signature_defs = dict(mg.signature_def)
+    art.keras_layers = keras_config.saved_model_layer_specs(directory)  # tf-keras: JSON only
     if signature not in mg.signature_def:
         if names:
             raise ArtefactError(f"{directory}: no signature {signature!r}; it has "
