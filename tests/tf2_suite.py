@@ -88,6 +88,12 @@ def _case(flavour, pattern, fmt, config, variant):
 
 
 SUITE = {c.name: c for c in (_case(*f, v) for f in FORMATS for v in VARIANTS)}
+# bad_variance whose signature writes OUT/written.txt (tf.io.write_file): never loaded nor run;
+# the checks on values read variables/ by name
+SUITE["module_unsafe"] = Case("module_unsafe", "module_unsafe", "module", "unsafe",
+                              "saved_model_tf2", frozenset((SNF, VNP)), False, "module_healthy",
+                              False, "module bad_variance whose serving function writes a file")
+WRITTEN = "written.txt"  # what module_unsafe would write in the suite's folder
 
 
 def build(folder):

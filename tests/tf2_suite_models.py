@@ -11,7 +11,9 @@ Variants (model names): ``healthy``; ``bn_training`` (BN called with ``training=
 into the serving function); ``dropout_training`` (Dropout called with ``training=True``);
 ``never_updated`` (a custom loop that calls the model with ``training=False``, so only the
 gradients apply: gamma and beta move, the moving statistics stay 0 and 1); ``bad_variance``
-(the healthy model with its moving variance assigned ``[nan, -0.5]``).
+(the healthy model with its moving variance assigned ``[nan, -0.5]``); for ``tf.Module`` also
+``unsafe`` (``bad_variance`` whose serving function writes ``OUT_DIR/written.txt`` with
+``tf.io.write_file``: no tool may run it).
 """
 
 import os
@@ -125,6 +127,8 @@ def module_models(folder):
 
         @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="x")])
         def serve(self, x):
+            if self.variant == "unsafe":  # must never run: doctor asserts the file is not there
+                tf.io.write_file(os.path.join(folder, "written.txt"), tf.strings.as_string(x[0, 0, 0, 0]))
             return {"y": self.forward(x, self.variant == "bn_training",
                                       drop=self.variant == "dropout_training")}
 
@@ -134,7 +138,7 @@ def module_models(folder):
 
     x, y = _data()
     out = {}
-    for variant in MODELS:
+    for variant in MODELS + ("unsafe",):
         net = Net(variant)
         for i in range(2):
             with tf.GradientTape() as tape:
@@ -144,7 +148,7 @@ def module_models(folder):
             variables = [net.kernel, net.dense, net.bn.gamma, net.bn.beta]
             for var, grad in zip(variables, tape.gradient(loss, variables)):
                 var.assign_sub(0.1 * grad)
-        if variant == "bad_variance":
+        if variant in ("bad_variance", "unsafe"):
             net.bn.moving_variance.assign(np.array([np.nan, -0.5], np.float32))
         for attr in ("gamma", "beta", "moving_mean", "moving_variance"):
             out[f"{variant}/{attr}"] = getattr(net.bn, attr).numpy()

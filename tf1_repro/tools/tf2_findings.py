@@ -13,7 +13,9 @@ only these formats tell (and leaves the finder's ``Findings`` for other formats 
   ``keras_metadata.pb``; a Keras 3 export has none): each BatchNormalization layer's configured
   momentum (as decay, where the graph does not show one) and epsilon, and whether the serving
   function uses its moving statistics; each Dropout layer, and whether it is in the serving
-  function (Keras removes a dropout at inference: that is reported as such, not as missing).
+  function (Keras removes a dropout at inference: that is reported as such, not as missing);
+  a dropout found in the serving function takes its Keras layer's name (``drop``), else its
+  scope without the wrapping ``StatefulPartitionedCall/``.
 
 Nothing is deserialised through Keras and nothing runs.
 """
@@ -115,13 +117,25 @@ def complete(art, found):
     by_path = {path: const for const, path in paths.items()}
     written = {w["variable"]: w for w in art.writes if w.get("variable")}
     layers = [_with_statistics(b, by_path, written) for b in found.bn_layers]
-    findings = dataclasses.replace(found, bn_layers=layers)
+    dropouts = [dataclasses.replace(d, name=_unwrapped(d.name)) for d in found.dropouts]
+    findings = dataclasses.replace(found, bn_layers=layers, dropouts=dropouts)
     view = View(findings, art.signature, list(art.signature_names), None, list(art.writes),
                 list(art.notes))
     if art.keras_layers is not None:
         view.keras_layers = [_keras_layer(spec, findings) for spec in art.keras_layers]
         _apply_momentum(findings, view.keras_layers)
+        keras_name = {k.found: k.name for k in view.keras_layers if k.is_dropout and k.found}
+        findings.dropouts[:] = [dataclasses.replace(d, name=keras_name[d.name])
+                                if d.name in keras_name else d for d in findings.dropouts]
     return view
+
+
+def _unwrapped(name):
+    """A scope without the call that wraps the serving function (``StatefulPartitionedCall/``)."""
+    parts = name.split("/")
+    while len(parts) > 1 and re.fullmatch(r"(Stateful)?PartitionedCall(_\d+)?", parts[0]):
+        parts = parts[1:]
+    return "/".join(parts)
 
 
 def _prefix(layer):

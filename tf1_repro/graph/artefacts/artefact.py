@@ -92,6 +92,9 @@ class Artefact:
         reader = self._checkpoint_reader()
         if reader is not None and reader.has_tensor(name):
             return reader.get_tensor(name)
+        key = self.checkpoint_keys.get(name)  # a TF2 variable's name -> its object-based key
+        if reader is not None and key and reader.has_tensor(key):
+            return reader.get_tensor(key)
         if self.graph_def is not None:
             from tensorflow.python.framework import tensor_util  # pylint: disable=import-outside-toplevel
             if self._consts is None:

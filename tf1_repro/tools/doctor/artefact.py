@@ -45,6 +45,9 @@ class Artefact:
         self.graph_def = self.meta.graph_def if self.meta is not None else art.graph_def
         self.nodes = {n.name: n for n in self.graph_def.node} if self.graph_def is not None else {}
         self.variables = dict(art.variables()) if art.checkpoint else {}
+        if art.checkpoint and art.checkpoint_keys:  # a TF2 SavedModel read without loading it
+            self.variables = {name: self.variables[key] for name, key in
+                              art.checkpoint_keys.items() if key in self.variables}
         self.collections = self.meta.collection_def if self.meta is not None else {}
         self._inputs = None
         self._values = {}  # variable name -> its checkpoint value, read once

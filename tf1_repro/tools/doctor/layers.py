@@ -85,7 +85,8 @@ class Found:
 def find(doc):
     """``Found`` for the artefact: the finder on its imported graph, or, for a checkpoint without
     a graph, ``naming.layers_from_names`` on its variables (with a note)."""
-    if doc.graph_def is None:
+    unloaded = doc.is_tf2 and doc.art.checkpoint is not None  # a TF2 signature not loaded
+    if doc.graph_def is None or unloaded:
         from tf1_repro.tools import naming  # pylint: disable=import-outside-toplevel
         layers = [Layer(name=f["name"], kind=f["naming"], input=None, output=None,
                         gamma=f["gamma"], beta=f["beta"], moving_mean=f["moving_mean"],
@@ -93,9 +94,15 @@ def find(doc):
                         update_location=None, call_sites=None,
                         zero_initialised=f["naming"] == "article")
                   for f in naming.layers_from_names(doc.variables)]
+        view = None
+        if unloaded:
+            from tf1_repro.tools import tf2_findings  # pylint: disable=import-outside-toplevel
+            view = tf2_findings.complete(doc.art, finder.Findings([], [], []))
         return Found(layers, [], None, [
+            "the signature was not loaded: BN layers found from variable names in variables/; "
+            "only the checks on values ran" if unloaded else
             "no graph (.meta) with the checkpoint: BN layers found from variable names; only the "
-            "checks on values ran"])
+            "checks on values ran"], view)
     graph, collections = import_graph(doc)
     from tf1_repro.tools import tf2_findings  # pylint: disable=import-outside-toplevel
     view = tf2_findings.complete(doc.art, finder.find(graph, collections))

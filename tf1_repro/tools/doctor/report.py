@@ -43,7 +43,7 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True, signature
     if s.run and unsafe:
         notes.append("dynamic checks skipped: the signature was not loaded (see the note above), "
                      "so nothing ran; static checks only")
-    elif s.run and ctx.has_graph:
+    elif s.run and ctx.has_graph and found.result is not None:
         done = runs.execute(doc, s, found, given)
         if done is not None:
             report.update(outputs=done.outputs, inputs=done.inputs, feeds=done.feeds)
