@@ -434,7 +434,8 @@ def _add_doctor(commands):
         "subgraph holds file, I/O or Python ops (ReadFile, WriteFile, PyFunc, Save/Restore, "
         "readers...). Imports no user code; writes nothing but --json.")
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory (its .meta is "
-                   "used when present), a .meta file, a SavedModel directory or a frozen .pb/.pbtxt")
+                   "used when present), a .meta file, a SavedModel directory (TF1 or TF2), a frozen "
+                   ".pb/.pbtxt, or a Keras .keras/.h5 file")
     p.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
                    help="override a prediction feed or feed another placeholder (repeatable)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,...",
@@ -576,7 +577,7 @@ def _add_find(commands):
         "dropout (convention, keep_prob/rate source). It reads the graph only: nothing runs and "
         "no user code is imported.")
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory, .meta, SavedModel "
-                   "directory, or frozen graph")
+                   "directory (TF1 or TF2), frozen graph, or Keras .keras/.h5 file")
     p.add_argument("--json", metavar="OUT", help="also write the findings as JSON")
     _add_signature(p)
     p.set_defaults(run=_run_find, error_form="python -m tf1_repro find: {}")

@@ -166,7 +166,8 @@ class Artefact:
         else the first), or None."""
         if self.meta is None or not self.meta.signature_def:
             return None
-        key = self.chosen_signature if self.chosen_signature in self.meta.signature_def else \
+        chosen = self.chosen_signature
+        key = chosen if chosen is not None and chosen in self.meta.signature_def else \
             "serving_default" if "serving_default" in self.meta.signature_def else \
             sorted(self.meta.signature_def)[0]
         return self.meta.signature_def[key]
