@@ -444,7 +444,8 @@ def _add_doctor(commands):
         "subgraph holds file, I/O or Python ops (ReadFile, WriteFile, PyFunc, Save/Restore, "
         "readers...). Imports no user code; writes nothing but --json.")
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory (its .meta is "
-                   "used when present), a .meta file, a SavedModel directory or a frozen .pb/.pbtxt")
+                   "used when present), a .meta file, a SavedModel directory (TF1 or TF2), a frozen "
+                   ".pb/.pbtxt, or a Keras .keras/.h5 file")
     p.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
                    help="override a prediction feed or feed another placeholder (repeatable)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,...",
@@ -453,6 +454,7 @@ def _add_doctor(commands):
     p.add_argument("--data", metavar="FILE.npz", help="inputs to run with, arrays named by placeholder")
     p.add_argument("--no-run", action="store_true", help="static checks only: run nothing")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    _add_signature(p)
     p.set_defaults(run=_run_doctor)
 
 
@@ -470,7 +472,7 @@ def _run_doctor(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = doctor.diagnose(args.path, feeds=feeds, input_shapes=shapes, data=args.data,
-                                 run=not args.no_run)
+                                 run=not args.no_run, signature=args.signature)
     print(doctor.format_report(report))
     _write_json(args.json, report)
     return 0 if report["healthy"] else 1
@@ -585,14 +587,20 @@ def _add_find(commands):
         "dropout (convention, keep_prob/rate source). It reads the graph only: nothing runs and "
         "no user code is imported.")
     p.add_argument("path", metavar="PATH", help="checkpoint prefix or directory, .meta, SavedModel "
-                   "directory, or frozen graph")
+                   "directory (TF1 or TF2), frozen graph, or Keras .keras/.h5 file")
     p.add_argument("--json", metavar="OUT", help="also write the findings as JSON")
+    _add_signature(p)
     p.set_defaults(run=_run_find, error_form="python -m tf1_repro find: {}")
+
+
+def _add_signature(p):
+    p.add_argument("--signature", metavar="NAME", help="the SavedModel signature to read "
+                   "(default serving_default; the report lists them all)")
 
 
 def _run_find(args):
     from tf1_repro.tools import find_report  # pylint: disable=import-outside-toplevel
-    art, found = find_report.read(args.path)
+    art, found = find_report.read(args.path, signature=args.signature)
     print(find_report.format_find(art, found))
     _write_json(args.json, find_report.payload(art, found))
     return 0

@@ -42,6 +42,8 @@ class Artefact:
         # the variable writes the frozen function makes, left out of graph_def (it cannot hold
         # them): [{"node": write op, "op": its type, "variable": path, "value": tensor written}]
         self.writes = []
+        self.keras_layers = None     # Keras config, read statically (JSON only), when there is
+        #                              one: [{name, class_name, config}] (readers.keras_config)
         self.notes = []              # what the reader could not do, and why
         self._reader = None
         self._consts = None
@@ -91,6 +93,9 @@ class Artefact:
         reader = self._checkpoint_reader()
         if reader is not None and reader.has_tensor(name):
             return reader.get_tensor(name)
+        key = self.checkpoint_keys.get(name)  # a TF2 variable's name -> its object-based key
+        if reader is not None and key and reader.has_tensor(key):
+            return reader.get_tensor(key)
         if self.graph_def is not None:
             from tensorflow.python.framework import tensor_util  # pylint: disable=import-outside-toplevel
             if self._consts is None:

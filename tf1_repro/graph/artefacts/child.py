@@ -196,14 +196,17 @@ def _freeze_function(concrete, path_of_handle, key_of_handle=None):
 def _object_graph_paths(loaded, object_graph):
     """``({id(handle): SavedVariable name or path}, {id(handle): checkpoint key})``, walking the
     object graph and the loaded objects together from the root (shortest path first, as the
-    checkpoint keys are made)."""
-    paths, keys, seen, queue = {}, {}, {0}, [(0, loaded, "")]
+    checkpoint keys are made). A bare name without a scope (``tf.Variable(name="gamma")`` in a
+    ``tf.Module``, which another module may share) gives way to the object path (``bn/gamma``);
+    Keras names (``bn/gamma``) stay."""
+    paths, keys, seen, queue, walked = {}, {}, {0}, [(0, loaded, "")], {}
     while queue:
         node_id, obj, path = queue.pop(0)
         proto = object_graph.nodes[node_id]
         if proto.WhichOneof("kind") == "variable" and hasattr(obj, "handle"):
             name = proto.variable.name or path
             paths.setdefault(id(obj.handle), name[:-2] if name.endswith(":0") else name)
+            walked.setdefault(id(obj.handle), path)
             keys.setdefault(id(obj.handle), f"{path}/.ATTRIBUTES/VARIABLE_VALUE")
         try:
             children = obj._trackable_children()  # pylint: disable=protected-access
@@ -214,7 +217,8 @@ def _object_graph_paths(loaded, object_graph):
             if ref.node_id not in seen and child is not None:
                 seen.add(ref.node_id)
                 queue.append((ref.node_id, child, f"{path}/{ref.local_name}" if path else ref.local_name))
-    return paths, keys
+    return {h: walked[h] if "/" not in name and walked.get(h) else name
+            for h, name in paths.items()}, keys
 
 
 def saved_model(params):

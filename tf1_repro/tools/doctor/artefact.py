@@ -21,10 +21,17 @@ def node_name(name):
     return name.split(":")[0].lstrip("^")
 
 
-def load(path):
-    """``Artefact`` of the file or directory at ``path``; DoctorError when it cannot be read."""
+def load(path, signature=None):
+    """``Artefact`` of the file or directory at ``path`` (``signature``: the SavedModel signature
+    to read, default ``serving_default``); DoctorError when it cannot be read or has no such
+    signature."""
+    from tf1_repro.tools import tf2_findings  # pylint: disable=import-outside-toplevel
     try:
-        return Artefact(artefacts.load(path))
+        art = artefacts.load(path, signature=signature)
+        tf2_findings.check_signature(art, signature)
+        doc = Artefact(art)
+        doc.chosen_signature = signature
+        return doc
     except artefacts.ArtefactError as err:
         raise DoctorError(f"{WHERE}: {err}") from None
 
@@ -38,11 +45,15 @@ class Artefact:
         self.graph_def = self.meta.graph_def if self.meta is not None else art.graph_def
         self.nodes = {n.name: n for n in self.graph_def.node} if self.graph_def is not None else {}
         self.variables = dict(art.variables()) if art.checkpoint else {}
+        if art.checkpoint and art.checkpoint_keys:  # a TF2 SavedModel read without loading it
+            self.variables = {name: self.variables[key] for name, key in
+                              art.checkpoint_keys.items() if key in self.variables}
         self.collections = self.meta.collection_def if self.meta is not None else {}
         self._inputs = None
         self._values = {}  # variable name -> its checkpoint value, read once
         self.graph = None  # the imported tf.Graph, once there is one (import_graph)
         self.training_only = set()  # gradient ops and what depends on them (import_graph)
+        self.chosen_signature = None  # --signature (a TF1 SavedModel's; TF2 ones are frozen)
 
     @property
     def format(self):
@@ -145,21 +156,34 @@ class Artefact:
 
     # ---- a SavedModel's signature
 
+    @property
+    def is_tf2(self):
+        """A TF2 SavedModel or Keras file: its signature frozen, inputs and outputs known."""
+        return self.format in ("saved_model_tf2", "keras", "keras_h5")
+
     def signature(self):
-        """The SignatureDef a serving client calls (``serving_default``, else the first), or None."""
+        """The SignatureDef a serving client calls (``--signature``, else ``serving_default``,
+        else the first), or None."""
         if self.meta is None or not self.meta.signature_def:
             return None
-        key = "serving_default" if "serving_default" in self.meta.signature_def else \
+        chosen = self.chosen_signature
+        key = chosen if chosen is not None and chosen in self.meta.signature_def else \
+            "serving_default" if "serving_default" in self.meta.signature_def else \
             sorted(self.meta.signature_def)[0]
         return self.meta.signature_def[key]
 
     def signature_outputs(self):
-        """Sorted tensor names of the signature's outputs ([] without a signature)."""
+        """Sorted tensor names of the signature's outputs ([] without a signature); a TF2
+        artefact's frozen function's outputs."""
+        if self.is_tf2:
+            return sorted(self.art.outputs.values())
         signature = self.signature()
         return sorted(t.name for t in signature.outputs.values()) if signature is not None else []
 
     def signature_inputs(self):
         """Tensor names a client feeds through the signature (``x:0``)."""
+        if self.is_tf2:
+            return {t if ":" in t else f"{t}:0" for t in self.art.inputs.values()}
         signature = self.signature()
         return {t.name if ":" in t.name else f"{t.name}:0" for t in signature.inputs.values()} \
             if signature is not None else set()

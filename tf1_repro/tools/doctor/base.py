@@ -49,13 +49,15 @@ class Check:
     """One finding id and its detection; subclass it in ``doctor/checks/`` and ``@register`` it.
 
     Class attributes: ``id`` (the finding id), ``severity`` (``ERROR``, ``WARNING`` or ``INFO``),
-    ``fix`` (one line). Override the hooks the rule needs (see the module docstring); each yields
+    ``fix`` (one line), ``tf2_fix`` (one line, optional: the fix in a TF2 SavedModel or Keras
+    file, which the report uses there). Override the hooks the rule needs (see the module docstring); each yields
     ``Finding``s made with ``self.finding(layer, message)``.
     """
 
     id: str = ""
     severity: str = ERROR
     fix: str = ""
+    tf2_fix: str = ""  # the fix on a TF2 SavedModel or Keras file, when it differs
 
     def finding(self, layer, message):
         return Finding(self.id, self.severity, layer, message, self.fix)
@@ -80,7 +82,8 @@ def register(cls):
     """Class decorator: add one instance of the ``Check`` subclass to ``REGISTRY`` under its id."""
     if not cls.id or cls.id in REGISTRY:
         raise ValueError(f"doctor check {cls.__name__}: id {cls.id!r} is empty or registered twice")
-    if cls.severity not in (ERROR, WARNING, INFO) or not cls.fix or "\n" in cls.fix:
+    if cls.severity not in (ERROR, WARNING, INFO) or not cls.fix or "\n" in cls.fix or \
+            "\n" in cls.tf2_fix:
         raise ValueError(f"doctor check {cls.id}: needs a severity among error/warning/info and a "
                          "one-line fix")
     REGISTRY[cls.id] = cls()

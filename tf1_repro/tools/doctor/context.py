@@ -23,7 +23,8 @@ class Context:
 
     @property
     def has_graph(self):
-        return self.doc.graph_def is not None
+        """A graph the finder read (not a checkpoint's names, nor a TF2 signature not loaded)."""
+        return self.doc.graph_def is not None and self.result is not None
 
     @property
     def mode_inputs(self):

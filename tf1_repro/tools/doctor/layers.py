@@ -79,12 +79,14 @@ class Found:
     dropouts: list
     result: Optional[object]
     notes: list
+    view: Optional[object] = None  # tf2_findings.View (signatures, Keras layers, writes)
 
 
 def find(doc):
     """``Found`` for the artefact: the finder on its imported graph, or, for a checkpoint without
     a graph, ``naming.layers_from_names`` on its variables (with a note)."""
-    if doc.graph_def is None:
+    unloaded = doc.is_tf2 and doc.art.checkpoint is not None  # a TF2 signature not loaded
+    if doc.graph_def is None or unloaded:
         from tf1_repro.tools import naming  # pylint: disable=import-outside-toplevel
         layers = [Layer(name=f["name"], kind=f["naming"], input=None, output=None,
                         gamma=f["gamma"], beta=f["beta"], moving_mean=f["moving_mean"],
@@ -92,11 +94,19 @@ def find(doc):
                         update_location=None, call_sites=None,
                         zero_initialised=f["naming"] == "article")
                   for f in naming.layers_from_names(doc.variables)]
+        view = None
+        if unloaded:
+            from tf1_repro.tools import tf2_findings  # pylint: disable=import-outside-toplevel
+            view = tf2_findings.complete(doc.art, finder.Findings([], [], []))
         return Found(layers, [], None, [
+            "the signature was not loaded: BN layers found from variable names in variables/; "
+            "only the checks on values ran" if unloaded else
             "no graph (.meta) with the checkpoint: BN layers found from variable names; only the "
-            "checks on values ran"])
+            "checks on values ran"], view)
     graph, collections = import_graph(doc)
-    result = finder.find(graph, collections)
+    from tf1_repro.tools import tf2_findings  # pylint: disable=import-outside-toplevel
+    view = tf2_findings.complete(doc.art, finder.find(graph, collections))
+    result = view.findings
     layers = [Layer(name=b.name, kind=b.kind, input=b.input, output=b.output, gamma=b.gamma,
                     beta=b.beta, moving_mean=b.moving_mean, moving_variance=b.moving_variance,
                     epsilon=b.epsilon, decay=b.decay, mode=b.mode.to_dict() if b.mode else None,
@@ -107,7 +117,7 @@ def find(doc):
               for b in result.bn_layers]
     dropouts = [Dropout(d.name, d.kind, d.keep_prob, d.convention,
                         d.mode.to_dict() if d.mode else None, d.output) for d in result.dropouts]
-    return Found(layers, dropouts, result, finder_notes(doc, result))
+    return Found(layers, dropouts, result, finder_notes(doc, result), view)
 
 
 def finder_notes(doc, result):

@@ -16,26 +16,34 @@ from tf1_repro.tools.doctor import artefact, inputs, layers as found_layers, run
 from tf1_repro.tools.doctor.base import ERROR, INFO, REGISTRY, WARNING
 from tf1_repro.tools.doctor.context import Context, serving_defaults
 from tf1_repro.tools.doctor.settings import settings
+from tf1_repro.tools.tf2_findings import KerasLayer
 
 
-def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
+def diagnose(path, feeds=None, input_shapes=None, data=None, run=True, signature=None):
     """The doctor's report on the artefact at ``path`` (see the package docstring).
 
     Returns a dict with source, format, bn_layers, dropouts, findings (id,
     severity, layer, message, fix), healthy (no error finding), ran (whether the
     dynamic checks ran) and notes. Raises DoctorError (one line) for an
-    unreadable artefact or a bad argument.
+    unreadable artefact or a bad argument. ``signature`` picks a SavedModel's signature (TF2
+    ones: default ``serving_default``); TF2 SavedModels and Keras files add signature,
+    signatures, keras_layers and writes (``tf2_findings``) and the reader's notes.
     """
-    s = settings(path, feeds, input_shapes, data, run)
-    doc = artefact.load(s.path)
+    s = settings(path, feeds, input_shapes, data, run, signature)
+    doc = artefact.load(s.path, s.signature)
     found = found_layers.find(doc)
     given = inputs.resolve_feeds(doc, s)  # checked the same with and without a run
-    notes = found.notes
+    notes = list(doc.art.notes) + found.notes
+    found.notes = notes
+    unsafe = doc.is_tf2 and any(n.startswith("not loaded") for n in doc.art.notes)
     report = {"source": doc.source, "format": doc.format, "bn_layers": [], "dropouts": [],
               "findings": [], "healthy": True, "ran": False, "notes": notes}
     ctx = context_of(doc, found)
     findings = static_findings(ctx)
-    if s.run and ctx.has_graph:
+    if s.run and unsafe:
+        notes.append("dynamic checks skipped: the signature was not loaded (see the note above), "
+                     "so nothing ran; static checks only")
+    elif s.run and ctx.has_graph and found.result is not None:
         done = runs.execute(doc, s, found, given)
         if done is not None:
             report.update(outputs=done.outputs, inputs=done.inputs, feeds=done.feeds)
@@ -47,10 +55,22 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True):
         notes.append("not run (--no-run): static checks only")
     report["bn_layers"] = [_layer_report(doc, layer) for layer in found.layers]
     report["dropouts"] = [d.to_report() for d in found.dropouts]
+    if doc.is_tf2 and found.view is not None:
+        tf2_fixes(findings)
+        report.update(found.view.to_dict())
+        report.pop("reader_notes")  # they open the notes
     report["findings"] = [f.to_dict() for f in findings]
     report["healthy"] = not any(f.severity == ERROR for f in findings)
     report["global_step"] = ctx.global_step
     return _jsonable(report)
+
+
+def tf2_fixes(findings):
+    """Each finding's fix said for a TF2 SavedModel or Keras file (``Check.tf2_fix``), in place."""
+    for f in findings:
+        fix = getattr(REGISTRY.get(f.id), "tf2_fix", None)
+        if fix:
+            f.fix = fix
 
 
 def context_of(doc, found):
@@ -145,6 +165,13 @@ def format_report(report):
         value = "" if kp.get("value") is None else f" = {kp['value']:g}"
         lines.append(f"  dropout {d['name']}: {kp.get('param')} from {kp.get('source')} "
                      f"{kp.get('name')}{value}")
+    if report.get("signatures"):
+        lines.append(f"  signatures: {', '.join(report['signatures'])} (read: "
+                     f"{report['signature']})")
+    for k in report.get("keras_layers") or []:
+        fields = {f: k[f] for f in ("name", "class_name", "momentum", "epsilon", "rate", "found",
+                                    "moving_statistics_used")}
+        lines.append(f"  keras: {KerasLayer(**fields).line()}")
     for note in report["notes"]:
         lines.append(f"  note: {note}")
     if not report["findings"]:

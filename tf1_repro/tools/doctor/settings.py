@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+from typing import Optional
 
 import numpy as np
 
@@ -19,15 +20,18 @@ class Settings:
     input_shapes: dict
     data: dict
     run: bool
+    signature: Optional[str] = None
 
 
-def settings(path, feeds=None, input_shapes=None, data=None, run=True):
+def settings(path, feeds=None, input_shapes=None, data=None, run=True, signature=None):
     """Check ``diagnose``'s arguments; ``DoctorError`` names the bad one.
 
     feeds: ``{name: value}`` (node or tensor name; bool, number or text
     "true"/"false"/number); input_shapes: ``{name: tuple of positive ints}``;
-    data: an ``.npz`` path or ``{name: array}``.
+    data: an ``.npz`` path or ``{name: array}``; signature: a SavedModel signature name.
     """
+    if signature is not None and (not isinstance(signature, str) or not signature):
+        raise DoctorError(f"{WHERE}: --signature must be a signature name, got {signature!r}")
     if not isinstance(path, (str, os.PathLike)):
         raise DoctorError(f"{WHERE}: PATH must be a path, got {type(path).__name__}")
     checked = {}
@@ -59,7 +63,7 @@ def settings(path, feeds=None, input_shapes=None, data=None, run=True):
     elif data is not None and not isinstance(data, dict):
         raise DoctorError(f"{WHERE}: --data must be an .npz file or a dict, got "
                           f"{type(data).__name__}")
-    return Settings(os.fspath(path), checked, shapes, dict(data or {}), bool(run))
+    return Settings(os.fspath(path), checked, shapes, dict(data or {}), bool(run), signature)
 
 
 def load_data(path):

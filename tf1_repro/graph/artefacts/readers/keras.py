@@ -31,7 +31,7 @@ def recognise(path):
         return f.read(4) == ZIP_MAGIC
 
 
-def read(path, signature=None):  # pylint: disable=unused-argument
+def read(path, signature=None):
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
@@ -44,12 +44,19 @@ def read(path, signature=None):  # pylint: disable=unused-argument
         raise
     except Exception as err:  # pylint: disable=broad-except
         raise ArtefactError(f"{path}: not a readable .keras zip ({first_line(err)})") from None
-    return read_keras_model(FORMAT, path, config, legacy=False)
+    return read_keras_model(FORMAT, path, config, legacy=False, signature=signature)
 
 
-def read_keras_model(fmt, path, config, legacy):
-    """The Artefact of a Keras file whose ``config`` was read: refused, or frozen in a child."""
+SIGNATURE = "inference"  # a Keras file's one function: model(x, training=False)
+
+
+def read_keras_model(fmt, path, config, legacy, signature=None):
+    """The Artefact of a Keras file whose ``config`` was read: refused, or frozen in a child.
+    ``signature``: None, ``serving_default`` or ``inference`` (a Keras file has one function)."""
     from tf1_repro.graph.artefacts import child  # pylint: disable=import-outside-toplevel
+    if signature not in (None, "serving_default", SIGNATURE):
+        raise ArtefactError(f"{path}: no signature {signature!r}; a Keras file has one, "
+                            f"{SIGNATURE} (model(x, training=False))")
     if not isinstance(config, dict):
         raise ArtefactError(f"{path}: the model config is not a JSON object")
     reason = keras_config.refusal(config)
@@ -59,11 +66,12 @@ def read_keras_model(fmt, path, config, legacy):
                                   {"path": os.path.abspath(path), "config": config, "legacy": legacy},
                                   path, "the Keras model")
     art = Artefact(fmt, path, graph_def)
-    art.signature = "inference"
+    art.signature = SIGNATURE
     art.inputs, art.outputs = out["inputs"], out["outputs"]
     art.variable_paths, art.checkpoint_keys = out["variable_paths"], out["checkpoint_keys"]
     art.writes = out.get("writes", [])
     if art.writes:
         art.notes.append(writes_note(art.writes))
     art.bn_configs = keras_config.bn_layers(config)
+    art.keras_layers = keras_config.layer_specs(config)
     return art

@@ -12,6 +12,9 @@ each name against the Keras it loads with before loading (``child._check_classes
 
 LAMBDAS = ("Lambda", "__lambda__")
 BN_CLASSES = ("BatchNormalization", "SyncBatchNormalization")
+DROPOUT_CLASSES = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+                   "AlphaDropout")
+METADATA = "keras_metadata.pb"  # what tf-keras writes beside a SavedModel's saved_model.pb
 HINT = ("load it with your own code and save weights (model.save_weights), then rebuild the "
         "model in code and load them")
 
@@ -75,3 +78,80 @@ def bn_layers(config):
                         "momentum": c.get("momentum"), "epsilon": c.get("epsilon"),
                         "axis": c.get("axis"), "center": c.get("center"), "scale": c.get("scale")})
     return out
+
+
+def layer_specs(config):
+    """``[{name, class_name, config}]`` of the BatchNormalization and Dropout layers in a config
+    (or a list of configs), each name once, in the config's order."""
+    out, seen = [], set()
+    for spec in object_specs(config):
+        c = spec.get("config")
+        if spec["class_name"] in BN_CLASSES + DROPOUT_CLASSES and isinstance(c, dict):
+            name = spec_name(spec)
+            if name not in seen:
+                seen.add(name)
+                out.append({"name": name, "class_name": spec["class_name"], "config": c})
+    return out
+
+
+def saved_model_layer_specs(directory):
+    """``layer_specs`` of a tf-keras SavedModel's ``keras_metadata.pb`` (each object's metadata
+    JSON, read from the protobuf's wire format: no Keras), or None when there is none or it
+    cannot be read."""
+    import json  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+    path = os.path.join(directory, METADATA)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        configs = []
+        for field, node in _fields(data):  # SavedMetadata.nodes = 1
+            if field != 1:
+                continue
+            for inner, value in _fields(node):  # SavedObject.metadata = 5 (JSON)
+                if inner == 5:
+                    meta = json.loads(value.decode("utf-8"))
+                    if isinstance(meta, dict) and isinstance(meta.get("class_name"), str):
+                        configs.append({"class_name": meta["class_name"],
+                                        "config": meta.get("config")})
+    except (ValueError, UnicodeDecodeError, IndexError):
+        return None
+    return layer_specs(configs)
+
+
+def _varint(data, i):
+    value, shift = 0, 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(data):
+    """``(field number, bytes)`` of a protobuf message's length-delimited fields (others
+    skipped); ValueError on a malformed message."""
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        wire = key & 7
+        if wire == 0:
+            _, i = _varint(data, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            n, i = _varint(data, i)
+            if i + n > len(data):
+                raise ValueError("truncated field")
+            yield key >> 3, data[i:i + n]
+            i += n
+        else:
+            raise ValueError(f"wire type {wire}")

@@ -28,7 +28,7 @@ def recognise(path):
         return f.read(8) == HDF5_MAGIC
 
 
-def read(path, signature=None):  # pylint: disable=unused-argument
+def read(path, signature=None):
     import h5py  # pylint: disable=import-outside-toplevel
     try:
         with h5py.File(path, "r") as f:
@@ -41,4 +41,4 @@ def read(path, signature=None):  # pylint: disable=unused-argument
         raise
     except Exception as err:  # pylint: disable=broad-except
         raise ArtefactError(f"{path}: not a readable HDF5 Keras file ({first_line(err)})") from None
-    return read_keras_model(FORMAT, path, config, legacy=True)
+    return read_keras_model(FORMAT, path, config, legacy=True, signature=signature)

@@ -12,20 +12,24 @@ Read, for one signature (``serving_default`` by default, else the only one; the 
    graph and the functions they call, plus the SavedModel's init op and its resources'
    create/initialize functions (which loading runs), are checked with
    ``graph.safety.first_unsafe``. When one is unsafe (PyFunc, WriteFile...) nothing is loaded:
-   the Artefact holds the SavedModel's own graph (functions not inlined, no values) and a note
-   saying why.
+   the Artefact holds the SavedModel's own graph (functions not inlined) and a note saying why;
+   its variables' values are read from ``variables/`` by name (``static_variables``), never run.
 2. A missing ``variables/`` folder, when the object graph has variables, is an ArtefactError.
 3. A child process (``child``) loads it with ``tf.saved_model.load``, freezes the signature's
    concrete function with ``convert_variables_to_constants_v2`` into one inlined GraphDef (the
    Artefact's ``graph_def``) and maps each frozen Const to its variable's object path (the
    object graph's ``SavedVariable.name``, e.g. ``batch_normalization/moving_mean``) in
-   ``variable_paths`` and to its checkpoint key in ``checkpoint_keys``.
+   ``variable_paths`` and to its checkpoint key in ``checkpoint_keys``; the variable writes the
+   signature makes are recorded in ``writes`` (``child._freeze_function``: a signature with BN
+   training=True baked in writes its statistics).
+4. A tf-keras SavedModel's ``keras_metadata.pb`` is read as JSON (never through Keras) for its
+   BatchNormalization and Dropout layers' configs (``keras_layers``).
 """
 
 import os
 
 from tf1_repro.graph.artefacts.artefact import Artefact, ArtefactError, writes_note
-from tf1_repro.graph.artefacts.readers import saved_model_pb
+from tf1_repro.graph.artefacts.readers import keras_config, saved_model_pb
 from tf1_repro.graph.safety import first_unsafe
 
 FORMAT = "saved_model_tf2"
@@ -57,6 +61,7 @@ def read(path, signature=None):
                                 f"{', '.join(names)}")
     art = Artefact(FORMAT, directory, tags=list(mg.meta_info_def.tags))
     art.signature_defs = dict(mg.signature_def)
+    art.keras_layers = keras_config.saved_model_layer_specs(directory)  # tf-keras: JSON only
     if signature not in mg.signature_def:
         if names:
             raise ArtefactError(f"{directory}: no signature {signature!r}; it has "
@@ -69,7 +74,8 @@ def read(path, signature=None):
         op_type, node = found
         return _static(art, mg, f"not loaded: signature {signature!r} (or what loading runs) reaches "
                                 f"{op_type} (node {node}), an op that touches files or runs Python; "
-                                f"the graph is the SavedModel's own, not frozen, without values")
+                                f"the graph is the SavedModel's own, not frozen; the values are "
+                                f"read from variables/")
     n_variables = sum(1 for n in mg.object_graph_def.nodes if n.WhichOneof("kind") == "variable")
     prefix = os.path.join(directory, "variables", "variables")
     if n_variables and not os.path.isfile(prefix + ".index"):
@@ -88,9 +94,36 @@ def read(path, signature=None):
 
 
 def _static(art, mg, note):
+    """The SavedModel's own graph, not frozen, with the variables' values readable by name from
+    ``variables/`` (``checkpoint_keys``: {variable name: checkpoint key}, ``static_variables``)
+    so that the checks on values still run on a signature that is not loaded."""
     art.graph_def = mg.graph_def
     art.notes.append(note)
+    prefix = os.path.join(art.source, "variables", "variables")
+    if os.path.isfile(prefix + ".index"):
+        art.checkpoint = prefix
+        art.checkpoint_keys = static_variables(mg)
     return art
+
+
+def static_variables(mg):
+    """``{variable name: checkpoint key}`` from the object graph alone (nothing loaded): the
+    ``SavedVariable`` name (``bn/moving_mean``), or the object path where that name is bare, and
+    the key ``PATH/.ATTRIBUTES/VARIABLE_VALUE`` (paths shortest first, as the keys are made)."""
+    nodes = mg.object_graph_def.nodes
+    out, seen, queue = {}, {0}, [(0, "")]
+    while queue:
+        node_id, path = queue.pop(0)
+        proto = nodes[node_id]
+        if proto.WhichOneof("kind") == "variable":
+            name = proto.variable.name.split(":")[0]
+            name = path if "/" not in name else name
+            out.setdefault(name, f"{path}/.ATTRIBUTES/VARIABLE_VALUE")
+        for ref in proto.children:
+            if ref.node_id not in seen and ref.node_id < len(nodes):
+                seen.add(ref.node_id)
+                queue.append((ref.node_id, f"{path}/{ref.local_name}" if path else ref.local_name))
+    return out
 
 
 def unsafe_in(mg, signature):

@@ -7,8 +7,10 @@ from tf1_repro.tools.doctor.base import ERROR, Check, register
 class DropoutAtInference(Check):
     """Rule, three ways:
 
-    * in a serving artefact (SavedModel or frozen graph) a dropout's keep_prob is a Const < 1 (or
-      its rate a Const > 0) that no mode input switches off;
+    * in a serving artefact (SavedModel, frozen graph, TF2 SavedModel or Keras file: the frozen
+      serving function) a dropout's keep_prob is a Const < 1 (or its rate a Const > 0) that no
+      mode input switches off (Keras removes a dropout called in inference mode, so one left in
+      the serving function drops);
     * a serving client leaves a keep_prob (rate) ``PlaceholderWithDefault`` at a default that is
       not its prediction value, or a training default True that switches a dropout on;
     * running: the same input twice gives different outputs.
@@ -18,9 +20,13 @@ class DropoutAtInference(Check):
     severity = ERROR
     fix = ("feed keep_prob=1.0 (rate=0) at prediction, or export with tf.placeholder_with_default"
            "(1.0, []) (rate 0.0) instead of a Const or a training default")
+    tf2_fix = ("rebuild the model calling the Dropout layer without training=True and reload the "
+               "weights (model.load_weights), then save it again; or python -m tf1_repro "
+               "to-inference PATH --fix-training-mode")
 
     def graph(self, ctx):
-        if ctx.format not in ("saved_model", "frozen_graph"):
+        if ctx.format not in ("saved_model", "frozen_graph", "saved_model_tf2", "keras",
+                              "keras_h5"):
             return
         for d in ctx.dropouts:
             kp, mode = d.keep_prob or {}, d.mode

@@ -13,12 +13,18 @@ class InferenceBatchDependent(Check):
       default (reported on the BN layers it switches, or on the input when it switches no dropout
       either);
     * running: sample 0's outputs change when the rest of its batch changes.
+
+    On a TF2 SavedModel or Keras file the frozen serving function is read the same way (a
+    ``FusedBatchNormV3`` with ``is_training`` true, or moments computed from the input).
     """
 
     id = "inference-batch-dependent"
     severity = ERROR
     fix = ("export with training=False (a placeholder_with_default(False) or is_training=False), "
            "so prediction uses the moving statistics")
+    tf2_fix = ("rebuild the model calling the BatchNormalization layer without training=True and "
+               "reload the weights (model.load_weights), then save it again; or python -m "
+               "tf1_repro to-inference PATH --fix-training-mode")
 
     def layer(self, ctx, layer):
         if layer.stats_at_prediction is False:

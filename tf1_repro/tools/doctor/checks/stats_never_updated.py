@@ -16,6 +16,9 @@ class StatsNeverUpdated(Check):
     fix = ("wire the BN updates into the train op (" + UPDATE_OPS_FIX + "; for a Keras layer add "
            "layer.updates), then retrain or recompute the statistics (python -m tf1_repro "
            "recalibrate)")
+    tf2_fix = ("train with the layer called in training mode (model(x, training=True) in a custom "
+               "loop, or fit), so its moving statistics update, or recompute them from training "
+               "data (python -m tf1_repro recalibrate PATH --data ...)")
 
     def layer(self, ctx, layer):
         mean, var = ctx.doc.value(layer.moving_mean), ctx.doc.value(layer.moving_variance)

@@ -1,0 +1,63 @@
+"""find on TF2 SavedModels and Keras files: names users know, the Keras config's momentum and
+epsilon, a dropout Keras removed at inference, the serving function's writes, --signature."""
+# pylint: disable=redefined-outer-name
+import numpy as np
+import pytest
+
+from tf2_suite import tf2_artefact, tf2_suite_folder, tf2_values  # noqa: F401  pylint: disable=unused-import
+from tf1_repro.graph import artefacts
+from tf1_repro.tools import find_report, tf2_findings
+
+pytestmark = pytest.mark.slow  # each TF2 artefact is read in a child process (about 4 s)
+
+
+def _find(path, signature=None):
+    art, found = find_report.read(path, signature=signature)
+    return art, found, find_report.format_find(art, found), find_report.payload(art, found)
+
+
+@pytest.mark.parametrize("name, flavour, config", [("tfk_healthy", "tfk", True),
+                                                   ("k3_healthy_keras", "k3", True),
+                                                   ("k3_healthy", "k3", False)])
+def test_bn_named_by_keras_layer_with_config_and_removed_dropout(tf2_artefact, tf2_values, name,
+                                                                  flavour, config):
+    art, found, text, payload = _find(tf2_artefact(name))
+    (layer,) = found.bn_layers
+    assert layer.name == "bn" and (layer.gamma, layer.moving_mean, layer.moving_variance) == (
+        "bn/gamma", "bn/moving_mean", "bn/moving_variance")
+    assert np.array_equal(art.read(layer.moving_mean), tf2_values(flavour)["healthy/moving_mean"])
+    assert layer.epsilon == pytest.approx(0.01) and layer.statistics_used_at_prediction is True
+    assert not found.dropouts and payload["format"] == art.format
+    if not config:  # a Keras 3 export holds no Keras config
+        assert payload["keras_layers"] is None and layer.decay is None
+        return
+    assert layer.decay == 0.9  # the configured momentum, as decay
+    by_name = {k["name"]: k for k in payload["keras_layers"]}
+    assert (by_name["bn"]["momentum"], by_name["bn"]["epsilon"]) == (0.9, 0.01)
+    assert by_name["bn"]["moving_statistics_used"] is True
+    assert by_name["drop"]["in_serving_function"] is False
+    assert f"Dropout drop (rate 0.5): {tf2_findings.REMOVED}" in text
+    assert "BN bn [" in text and "decay=0.9" in text
+
+
+def test_a_dropout_kept_in_the_serving_function_and_bn_in_training_mode(tf2_artefact):
+    _, found, text, payload = _find(tf2_artefact("tfk_dropout_training"))
+    (drop,) = found.dropouts
+    assert drop.name == "drop" and drop.keep_prob["value"] == 0.5
+    assert "Dropout drop (rate 0.5): in the serving function as drop" in text
+    _, found, text, payload = _find(tf2_artefact("tfk_bn_training"))
+    (layer,) = found.bn_layers
+    assert layer.statistics_used_at_prediction is False
+    assert layer.update_location == "serving-function" and layer.updates_at_prediction
+    assert "the serving function uses the moving statistics: NO (batch statistics)" in text
+    assert sorted(w["variable"] for w in payload["writes"]) == ["bn/moving_mean", "bn/moving_variance"]
+
+
+def test_signature_and_the_list_of_signatures(tf2_artefact):
+    _, found, text, payload = _find(tf2_artefact("module_healthy"), signature="serve_training")
+    assert payload["signature"] == "serve_training"
+    assert payload["signatures"] == ["serve_training", "serving_default"]
+    assert "signatures: serve_training, serving_default (read: serve_training)" in text
+    assert found.bn_layers[0].statistics_used_at_prediction is False
+    with pytest.raises(artefacts.ArtefactError, match="it has serve_training, serving_default"):
+        find_report.read(tf2_artefact("module_healthy"), signature="nope")
