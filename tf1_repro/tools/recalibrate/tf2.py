@@ -31,11 +31,13 @@ recognise = tf2_source.recognise
 def recalibrate_tf2(path, data, out, *, signature, feeds, batch_size, max_samples, labels, predictions,
                     force, bar_factory, log, find):
     """See ``recalibrate.recalibrate``; ``path`` is a TF2 SavedModel, ``.keras`` or ``.h5``."""
-    art = tf2_source.load(path, signature)
-    writer = writer_for(art.format)
-    writer.check_out(art, out, force)
+    fmt, source = tf2_source.located(path)
+    writer = writer_for(fmt)
+    writer.check_out(source, out, force)
     data = data if isinstance(data, Data) else open_data(data)
+    art = tf2_source.load(path, signature)
     data, keys = tf2_source.data_by_placeholder(data, art)
+    tf2_source.check_data_keys(data, art)
     found = find(art.graph_def)
     graph, sess = tf2_source.open_frozen(art, tf2_source.statistics_consts(art, found))
     notes = [f"data key {key!r} feeds the signature input {art.inputs[key]}"
@@ -61,7 +63,7 @@ def recalibrate_tf2(path, data, out, *, signature, feeds, batch_size, max_sample
                        for layer in layers})
     written = writer.write(art, out, new_values, force)
     written["replaced_variables"] = sorted(art.variable_paths[c] for c in new_values)
-    written["reloaded"] = verify_reloaded(art, writer.target(art, out), new_values, plan, batch,
+    written["reloaded"] = verify_reloaded(art, writer.target(art.source, out), new_values, plan, batch,
                                           reference)
     report["written"] = written
     return report

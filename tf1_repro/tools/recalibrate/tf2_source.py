@@ -15,6 +15,7 @@ the former.
 """
 
 import dataclasses
+import os
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -22,7 +23,7 @@ from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
 from tensorflow.python.framework import tensor_util
 
 from tf1_repro.graph import artefacts
-from tf1_repro.graph.artefacts.readers import keras, keras_h5, saved_model_tf2
+from tf1_repro.graph.artefacts.readers import keras, keras_h5, saved_model_pb, saved_model_tf2
 from tf1_repro.tools.recalibrate.common import WHERE, RecalibrateError
 from tf1_repro.tools.recalibrate.data import Data
 
@@ -31,8 +32,27 @@ TF2_FORMATS = tuple(reader.FORMAT for reader in TF2_READERS)
 
 
 def recognise(path):
-    """Whether ``path`` is a TF2 SavedModel, ``.keras`` or ``.h5`` (by content, as the readers tell)."""
-    return any(reader.recognise(path) for reader in TF2_READERS)
+    """Whether ``path`` is a TF2 SavedModel, ``.keras`` or ``.h5`` (by content, as the readers
+    tell); RecalibrateError for an unparsable ``saved_model.pb``."""
+    return located(path) is not None
+
+
+def located(path):
+    """``(format, source)`` of a TF2 artefact: a SavedModel's directory (``path`` may name its
+    ``saved_model.pb``) or the Keras file; None when no TF2 reader recognises ``path``.
+    RecalibrateError for a ``saved_model.pb`` that cannot be parsed (rather than "no checkpoint")."""
+    found = saved_model_pb.locate(path) if os.path.exists(path) else None
+    if found is not None:
+        try:
+            saved_model_pb.parse(found[1])
+        except artefacts.ArtefactError as err:
+            raise RecalibrateError(f"{WHERE}: {err}; nothing written") from None
+    for reader in TF2_READERS:
+        if reader.recognise(path):
+            if reader is saved_model_tf2:
+                return reader.FORMAT, saved_model_pb.locate(path)[0]
+            return reader.FORMAT, path
+    return None
 
 
 def load(path, signature):
@@ -163,6 +183,17 @@ def data_by_placeholder(data, art):
             arrays[op] = arrays.pop(key)
             used[key] = op
     return Data(data.spec, data.kind, arrays=arrays), InputKeys(used)
+
+
+def check_data_keys(data, art):
+    """Refuse an ``.npz`` that feeds none of the signature's inputs, naming them (key and tensor)."""
+    if data.kind != "npz" or not art.inputs:
+        return
+    names = {name for key, tensor in art.inputs.items() for name in (key, tensor, tensor.split(":")[0])}
+    if not names & set(data.arrays):
+        wanted = ", ".join(f"{key!r} (tensor {tensor})" for key, tensor in sorted(art.inputs.items()))
+        raise RecalibrateError(f"{WHERE}: --data must hold the signature's inputs, keyed by input key or "
+                               f"tensor name: {wanted}; got keys {', '.join(sorted(map(str, data.arrays)))}")
 
 
 def predictions_name(art, predictions):

@@ -9,23 +9,20 @@ from tf1_repro.graph.errors import InputError
 from tf1_repro.tools.recalibrate.common import WHERE, RecalibrateError
 
 
-def source_folder(art):
+def source_folder(source):
     """The folder holding the artefact (a SavedModel's own directory; a file's folder)."""
-    return os.path.abspath(art.source if os.path.isdir(art.source) else os.path.dirname(
-        os.path.abspath(art.source)))
+    return os.path.abspath(source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source)))
 
 
-def check_out(art, out, force, names):
+def check_out(source, out, force, names):
     """Refuse ``out`` when it is a file, the source's folder, inside a SavedModel source, not
     writable, or holds one of ``names`` (unless ``force``)."""
     try:
-        paths.check_out_dir(out, WHERE, force=force, source_dir=source_folder(art), taken=names)
+        paths.check_out_dir(out, WHERE, force=force, source_dir=source_folder(source), taken=names)
     except InputError as err:
         raise RecalibrateError(str(err)) from None
-    if os.path.isdir(art.source):
-        inside = os.path.realpath(out)
-        source = os.path.realpath(art.source)
-        if inside.startswith(source + os.sep):
+    if os.path.isdir(source):
+        if os.path.realpath(out).startswith(os.path.realpath(source) + os.sep):
             raise RecalibrateError(f"{WHERE}: --out must not be inside the source SavedModel, got {out!r} "
                                    f"(the source is never modified)")
 

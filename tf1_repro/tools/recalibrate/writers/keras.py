@@ -24,12 +24,12 @@ WEIGHTS = "model.weights.h5"
 STATISTICS = ("moving_mean", "moving_variance")
 
 
-def target(art, out):
-    return os.path.join(out, os.path.basename(art.source))
+def target(source, out):
+    return os.path.join(out, os.path.basename(source))
 
 
-def check_out(art, out, force):
-    check_out_dir(art, out, force, [os.path.basename(art.source)])
+def check_out(source, out, force):
+    check_out_dir(source, out, force, [os.path.basename(source)])
 
 
 def locate(f, art, const):
@@ -67,7 +67,7 @@ def _text(value):
 
 
 def write(art, out, new_values, force=False):
-    check_out(art, out, force)
+    check_out(art.source, out, force)
     tmp = staging(out)
     try:
         source_weights = os.path.join(tmp, "source.weights.h5")
@@ -91,7 +91,7 @@ def write(art, out, new_values, force=False):
                 else:
                     new.writestr(info, archive.read(info))
         move_in(staged, out, force)
-        written = target(art, out)
+        written = target(art.source, out)
         copied, entries = _verify(art.source, written, source_weights, values, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

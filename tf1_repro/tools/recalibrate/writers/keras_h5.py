@@ -16,12 +16,12 @@ FORMAT = "keras_h5"
 WEIGHTS = "model_weights"
 
 
-def target(art, out):
-    return os.path.join(out, os.path.basename(art.source))
+def target(source, out):
+    return os.path.join(out, os.path.basename(source))
 
 
-def check_out(art, out, force):
-    check_out_dir(art, out, force, [os.path.basename(art.source)])
+def check_out(source, out, force):
+    check_out_dir(source, out, force, [os.path.basename(source)])
 
 
 def _names(values):
@@ -59,7 +59,7 @@ def dataset_values(path, art, new_values):
 
 
 def write(art, out, new_values, force=False):
-    check_out(art, out, force)
+    check_out(art.source, out, force)
     values = dataset_values(art.source, art, new_values)
     tmp = staging(out)
     try:
@@ -69,6 +69,6 @@ def write(art, out, new_values, force=False):
         move_in(tmp, out, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    written = target(art, out)
+    written = target(art.source, out)
     copied = h5_weights.compare(art.source, written, values, written)
     return {"path": written, "format": FORMAT, "replaced": sorted(values), "copied_bit_for_bit": copied}

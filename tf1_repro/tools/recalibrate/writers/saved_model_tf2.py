@@ -29,12 +29,12 @@ SAME_FINGERPRINT = ("saved_model_checksum", "graph_def_program_hash", "signature
                     "saved_object_graph_hash")
 
 
-def target(art, out):  # pylint: disable=unused-argument
+def target(source, out):  # pylint: disable=unused-argument
     return out
 
 
-def check_out(art, out, force):
-    check_out_dir(art, out, force, ["saved_model.pb", VARIABLES])
+def check_out(source, out, force):
+    check_out_dir(source, out, force, ["saved_model.pb", VARIABLES])
 
 
 def keys_of(art, new_values):
@@ -47,7 +47,7 @@ def keys_of(art, new_values):
 
 
 def write(art, out, new_values, force=False):
-    check_out(art, out, force)
+    check_out(art.source, out, force)
     source = art.source
     prefix = os.path.join(source, VARIABLES, VARIABLES)
     try:
