@@ -167,7 +167,7 @@ def _written_tf2(w):
     """The lines saying what was written for a TF2 SavedModel or Keras file, and how it was verified."""
     what = {"saved_model_tf2": "SavedModel", "keras": ".keras", "keras_h5": ".h5"}[w["format"]]
     lines = [f"  wrote {what} {w['path']}: {len(w['replaced'])} statistics replaced "
-             f"({', '.join(w['replaced_variables'])}), {w['copied_bit_for_bit']} other weights copied bit "
+             f"({_few_names(w['replaced_variables'])}), {w['copied_bit_for_bit']} other weights copied bit "
              f"for bit (verified)"]
     if w.get("files_copied") is not None:
         lines.append(f"      {w['files_copied']} other files copied byte for byte (saved_model.pb: the same "
@@ -176,6 +176,11 @@ def _written_tf2(w):
         lines.append(f"      {w['zip_entries_copied']} other zip entries copied byte for byte")
     r = w["reloaded"]
     ran = (f"; its outputs on {r['samples_run']} samples within {r['output_max_error']:.2g} of the "
-           f"recalibrated graph's (≤ {r['output_tolerance']:.2g})") if "output_max_error" in r else ""
+           f"recalibrated graph's (≤ {r['output_tolerance']:.2g}; as served, statistics folded as "
+           f"Consts: {r['output_as_served_max_error']:.2g})") if "output_max_error" in r else ""
     lines.append(f"      read back: {r['statistics_equal']} statistics equal the new values{ran}")
     return lines
+
+
+def _few_names(names, k=4):
+    return ", ".join(names[:k]) + (f", … ({len(names) - k} more)" if len(names) > k else "")
