@@ -532,20 +532,30 @@ def _add_recalibrate(commands):
         "recalibrated) and write a new checkpoint in DIR.\n\n"
         "This imports the graph in PATH's .meta and runs it (prediction mode only; nothing is\n"
         "trained); with --data module.py:FUNC it also imports and runs your Python code.\n"
-        "The source checkpoint is never modified.")
-    p.add_argument("path", metavar="PATH", help="checkpoint prefix, or a directory with a checkpoint "
-                   "and its .meta")
+        "The source checkpoint is never modified.\n\n"
+        "PATH may also be a TF2 SavedModel (tf.saved_model.save, Keras model.save(dir,\n"
+        "save_format='tf'), Keras 3 model.export), a Keras 3 .keras or a tf-keras .h5: its serving\n"
+        "signature (Keras files: model(x, training=False)) is frozen in a child process and run;\n"
+        "DIR receives the same format (a SavedModel directory, or DIR/<the file's name>) with only\n"
+        "the BN moving statistics changed.")
+    p.add_argument("path", metavar="PATH", help="checkpoint prefix, a directory with a checkpoint "
+                   "and its .meta, a TF2 SavedModel directory, a .keras or an .h5 file")
     p.add_argument("--data", required=True, metavar="FILE.npz|FILE.npy|module.py:FUNC",
-                   help=".npz: arrays keyed by placeholder name; .npy: the one input placeholder; "
+                   help=".npz: arrays keyed by placeholder name (TF2 SavedModel and Keras files: by the "
+                   "signature's input key, e.g. input_1, or the frozen graph's input tensor name, e.g. "
+                   "input_0:0; the report names the one used); .npy: the one input placeholder; "
                    "module.py:FUNC: FUNC() yields feed dicts {placeholder name: batch}, called once "
                    "per pass, same data each time (imports and runs your code)")
+    p.add_argument("--signature", metavar="NAME", help="TF2 SavedModel: the signature to run "
+                   "(default serving_default)")
     p.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
                    help="value for a placeholder neither the data nor prediction mode covers "
                    "(repeatable; true/false, a number or a JSON list)")
     p.add_argument("--batch-size", type=positive_int, default=256,
                    help="samples per run for .npz/.npy (default 256; FUNC batches are used as yielded)")
     p.add_argument("--max-samples", type=positive_int, metavar="N", help="use at most N samples")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the new checkpoint")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the new checkpoint (TF2 "
+                   "SavedModel: the new SavedModel directory; .keras/.h5: DIR/<the file's name>)")
     p.add_argument("--labels", metavar="KEY", help="data key of the labels: accuracy before and after")
     p.add_argument("--predictions", metavar="TENSOR",
                    help="tensor of class ids or scores (e.g. ArgMax:0), with --labels")
@@ -563,7 +573,8 @@ def _run_recalibrate(args):
         report = recalibrate.recalibrate(
             args.path, args.data, args.out, feeds=feeds, batch_size=args.batch_size,
             max_samples=args.max_samples, labels=args.labels, predictions=args.predictions,
-            force=args.force, progress=progress.factory(quiet=args.quiet, every_percent=25))
+            force=args.force, progress=progress.factory(quiet=args.quiet, every_percent=25),
+            signature=args.signature)
     print(recalibrate.format_report(report))
     _write_json(args.json, report)
     return 0

@@ -71,8 +71,10 @@ anything is written; a refused call writes nothing.
 
 The package: ``common`` (constants, ``RecalibrateError``), ``moments`` (``ChannelMoments``),
 ``data`` (``--data``), ``plan`` (the layers, their depths and the ops added), ``feeds`` (what
-each pass feeds), ``passes`` (the passes and the report's numbers), ``report`` (the checks and
-the text) and ``write`` (the new checkpoint).
+each pass feeds), ``stages`` (the plan of a run, shared by every format), ``passes`` (the passes
+and the report's numbers), ``report`` (the checks and the text) and ``write`` (the new
+checkpoint); for TF2 SavedModels and Keras files, ``tf2`` (the run), ``tf2_source`` (the frozen
+serving graph with the statistics as variables) and ``writers`` (one per format).
 """
 
 import tensorflow.compat.v1 as tf
@@ -90,11 +92,15 @@ from tf1_repro.tools.recalibrate.plan import (
     build, call_sites, depths, open_checkpoint, prepare_layers, resolve_checkpoint)
 from tf1_repro.tools.recalibrate.report import (
     _change_text, format_report, non_finite, relative_change)
+from tf1_repro.tools.recalibrate import tf2
+from tf1_repro.tools.recalibrate.stages import check_settings, plan_run, refuse_failed_check
 from tf1_repro.tools.recalibrate.write import check_out, write_checkpoint
+
+_plan, _refuse_failed_check, _check_settings = plan_run, refuse_failed_check, check_settings
 
 
 def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_samples=None, labels=None,
-                predictions=None, force=False, progress=None, log=None, find=None):
+                predictions=None, force=False, progress=None, log=None, find=None, signature=None):
     """Recalibrate every BN layer of the checkpoint at ``path`` over ``data``; write it to ``out``.
 
     Args:
@@ -109,14 +115,26 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
         ``tf1_repro.progress.factory()`` (None: no display).
       find: ``find(meta_graph) -> Findings`` (default ``tf1_repro.tools.finder.find``), given the
         checkpoint's MetaGraphDef; node names are those of the graph the passes run.
+      signature: a TF2 SavedModel's signature (default ``serving_default``).
+
+    ``path`` may also be a TF2 SavedModel, a Keras 3 ``.keras`` or a tf-keras ``.h5`` (``tf2``):
+    the data is then keyed by the signature's input keys or its input tensor names, and ``out``
+    receives the same format (the SavedModel directory, or ``out/<the file's name>``).
 
     Returns the report (a JSON-able dict). Raises RecalibrateError (nothing written).
     """
     if find is None:
         find = finder.find
-    _check_settings(batch_size, max_samples, labels, predictions)
+    check_settings(batch_size, max_samples, labels, predictions)
     bar_factory = progress or no_progress
     log = log or (lambda line: None)
+    if isinstance(path, str) and tf2.recognise(path):
+        return tf2.recalibrate_tf2(path, data, out, signature=signature, feeds=feeds, batch_size=batch_size,
+                                   max_samples=max_samples, labels=labels, predictions=predictions,
+                                   force=force, bar_factory=bar_factory, log=log, find=find)
+    if signature is not None:
+        raise RecalibrateError(f"{WHERE}: --signature applies to a TF2 SavedModel, got a checkpoint "
+                               f"path {path!r}")
     prefix, meta = resolve_checkpoint(path)
     check_out(out, prefix, force)
     data = data if isinstance(data, Data) else open_data(data)
@@ -124,7 +142,7 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
     graph, sess, meta_graph = open_checkpoint(prefix, meta)
     notes = []
     try:
-        layers, predictions_tensor, plan = _plan(graph, reader, find(meta_graph), meta, data,
+        layers, predictions_tensor, plan = plan_run(graph, reader, find(meta_graph), meta, data,
                                                  feeds, labels, predictions, notes)
         graph.finalize()
         report = run_passes(sess, data, plan, layers, predictions_tensor, batch_size, max_samples,
@@ -133,59 +151,10 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
         sess.close()
     report.update({"source": prefix, "meta": meta, "data": data.spec, "out": out, "notes": notes,
                    "feeds": plan.report()})
-    _refuse_failed_check(report)
+    refuse_failed_check(report)
     new_values = {}
     for layer in layers:
         new_values[layer.mean_key] = layer.new_mean.reshape(layer.shape).astype(layer.dtype)
         new_values[layer.var_key] = layer.new_var.reshape(layer.shape).astype(layer.dtype)
     report["written"] = write_checkpoint(prefix, meta, out, new_values, force)
     return report
-
-
-def _plan(graph, reader, found, meta, data, feeds, labels, predictions, notes):
-    """``(layers by depth, predictions tensor or None, feeds plan)``: the layers to recalibrate,
-    their ops added to our copy of the graph, and what each pass feeds; RecalibrateError for TF2
-    control flow, no BN layer, file/IO/Python ops above the BN inputs or what cannot be fed."""
-    control_flow = tf2_control_flow(graph, found)
-    if control_flow:
-        raise RecalibrateError(f"{WHERE}: {control_flow}; nothing written")
-    if not found.bn_layers:
-        raise RecalibrateError(f"{WHERE}: PATH must hold a graph with BN layers, got none in {meta}")
-    layers = prepare_layers(graph, reader, found, notes)
-    level = depths(graph, [layer.info for layer in layers])
-    for layer in layers:
-        layer.depth = level[layer.info.name]
-    layers.sort(key=lambda l: (l.depth, l.info.name))
-    predictions_tensor = tensor_named(graph, predictions, "--predictions") if predictions else None
-    build(graph, layers)
-    fetch_tensors = [graph.get_tensor_by_name(name) for l in layers for site in l.sites
-                     for name in site] + \
-        ([predictions_tensor] if predictions_tensor is not None else [])
-    unsafe = safety.unsafe_to_run(graph, fetch_tensors)
-    if unsafe:
-        raise RecalibrateError(f"{WHERE}: {safety.refusal(unsafe, 'the BN inputs')}")
-    return layers, predictions_tensor, plan_feeds(graph, data, found, feeds, fetch_tensors, labels)
-
-
-def _refuse_failed_check(report):
-    """RecalibrateError naming the first layer whose check failed (nothing is written then)."""
-    if not report["checks_ok"]:
-        worst = next(l for l in report["layers"] if not l["check"]["holds"])
-        raise RecalibrateError(
-            f"{WHERE}: the check failed for BN layer {worst['name']} (output mean off by "
-            f"{worst['check']['mean_error']:.3g}, tolerance {worst['check']['mean_tolerance']:.3g}; variance "
-            f"off by {worst['check']['variance_error']:.3g}, tolerance "
-            f"{worst['check']['variance_tolerance']:.3g}); "
-            f"nothing written")
-
-
-def _check_settings(batch_size, max_samples, labels, predictions):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise RecalibrateError(f"{WHERE}: --batch-size must be a positive integer, got {batch_size!r}")
-    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
-                                    or max_samples < 2):
-        raise RecalibrateError(f"{WHERE}: --max-samples must be an integer >= 2 (a variance needs two "
-                               f"values), got {max_samples!r}")
-    if bool(labels) != bool(predictions):
-        raise RecalibrateError(f"{WHERE}: --labels and --predictions go together, got only "
-                               f"{'--labels' if labels else '--predictions'}")

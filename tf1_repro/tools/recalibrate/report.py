@@ -83,7 +83,9 @@ def layer_report(layer):
 def format_report(report):
     """The report as text."""
     passes = report["passes"]
-    lines = [f"recalibrated {report['source']} over {report['samples']:,} samples of {report['data']}",
+    source = report["source"] + (f" ({report['format']}, signature {report['signature']})"
+                                 if report.get("format") else "")
+    lines = [f"recalibrated {source} over {report['samples']:,} samples of {report['data']}",
              f"  {len(report['layers'])} BN layer(s), {passes['recalibration']} recalibration pass(es) "
              f"+ 1 check pass; {report['throughput']['samples_per_second_per_pass']:,.0f} samples/s "
              f"per recalibration pass",
@@ -122,7 +124,9 @@ def format_report(report):
                  f"gamma^2 var/(var+eps) within {CHECK_ULPS} float32 ulps of the output scale")
     for note in report.get("notes", []):
         lines.append(f"  note: {note}")
-    if report.get("written"):
+    if report.get("written") and report["written"].get("format"):
+        lines.extend(_written_tf2(report["written"]))
+    elif report.get("written"):
         w = report["written"]
         lines.append(f"  wrote {w['prefix']} (+ .meta, checkpoint): {len(w['replaced'])} statistics "
                      f"replaced, {w['copied_bit_for_bit']} variables copied bit for bit (verified)")
@@ -157,3 +161,26 @@ def _feed_text(value):
 def _few(values, k):
     text = ", ".join(("non-finite" if v is None else f"{v:.4g}") for v in values[:k])
     return f"[{text}{', ...' if len(values) > k else ''}]"
+
+
+def _written_tf2(w):
+    """The lines saying what was written for a TF2 SavedModel or Keras file, and how it was verified."""
+    what = {"saved_model_tf2": "SavedModel", "keras": ".keras", "keras_h5": ".h5"}[w["format"]]
+    lines = [f"  wrote {what} {w['path']}: {len(w['replaced'])} statistics replaced "
+             f"({_few_names(w['replaced_variables'])}), {w['copied_bit_for_bit']} other weights copied bit "
+             f"for bit (verified)"]
+    if w.get("files_copied") is not None:
+        lines.append(f"      {w['files_copied']} other files copied byte for byte (saved_model.pb: the same "
+                     f"signatures and variable names); fingerprint.pb {w.get('fingerprint') or 'absent'}")
+    if w.get("zip_entries_copied") is not None:
+        lines.append(f"      {w['zip_entries_copied']} other zip entries copied byte for byte")
+    r = w["reloaded"]
+    ran = (f"; its outputs on {r['samples_run']} samples within {r['output_max_error']:.2g} of the "
+           f"recalibrated graph's (≤ {r['output_tolerance']:.2g}; as served, statistics folded as "
+           f"Consts: {r['output_as_served_max_error']:.2g})") if "output_max_error" in r else ""
+    lines.append(f"      read back: {r['statistics_equal']} statistics equal the new values{ran}")
+    return lines
+
+
+def _few_names(names, k=4):
+    return ", ".join(names[:k]) + (f", … ({len(names) - k} more)" if len(names) > k else "")

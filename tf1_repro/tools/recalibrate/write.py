@@ -59,14 +59,7 @@ def write_checkpoint(source_prefix, meta, out, new_values, force=False):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".recalibrate-", dir=parent)
     try:
-        names = sorted(shapes)
-        with tf.Graph().as_default() as graph:
-            inputs = [tf.placeholder(dtypes[n], shapes[n]) for n in names]
-            save = tf.raw_ops.SaveV2(prefix=os.path.join(tmp, base), tensor_names=names,
-                                     shape_and_slices=[""] * len(names), tensors=inputs)
-            with tf.Session(graph=graph) as sess:
-                sess.run(save, {i: new_values[n] if n in new_values else reader.get_tensor(n)
-                                for i, n in zip(inputs, names)})
+        save_tensors(reader, os.path.join(tmp, base), new_values)
         shutil.copyfile(meta, os.path.join(tmp, base + ".meta"))
         # an absolute folder keeps the paths in the state file relative to it ("model.ckpt-N"): a
         # relative one makes TensorFlow write them relative to the working directory
@@ -82,8 +75,25 @@ def write_checkpoint(source_prefix, meta, out, new_values, force=False):
     return _verify_written(reader, os.path.join(out, base), meta, new_values, out)
 
 
-def _verify_written(source, prefix, meta, new_values, out):
-    """Re-read the written checkpoint: replaced keys hold the new values, all others the source's bytes."""
+def save_tensors(reader, prefix, new_values):
+    """Write every key of the checkpoint ``reader`` reads to ``prefix`` (one ``SaveV2``):
+    ``new_values`` for their keys, the source's values for all others (string tensors such as a
+    TF2 checkpoint's ``_CHECKPOINTABLE_OBJECT_GRAPH`` included)."""
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    names = sorted(shapes)
+    with tf.Graph().as_default() as graph:
+        inputs = [tf.placeholder(dtypes[n], shapes[n]) for n in names]
+        save = tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names,
+                                 shape_and_slices=[""] * len(names), tensors=inputs)
+        with tf.Session(graph=graph) as sess:
+            sess.run(save, {i: new_values[n] if n in new_values else reader.get_tensor(n)
+                            for i, n in zip(inputs, names)})
+
+
+def verify_tensors(source, prefix, new_values):
+    """Re-read the checkpoint at ``prefix``: the same keys as ``source``, the replaced ones holding
+    ``new_values``, all others the source's bytes. Returns how many were copied bit for bit."""
     written = tf.train.load_checkpoint(prefix)
     names = set(source.get_variable_to_shape_map())
     if set(written.get_variable_to_shape_map()) != names:
@@ -96,6 +106,12 @@ def _verify_written(source, prefix, meta, new_values, out):
                 np.asarray(got).tobytes() != np.asarray(expected).tobytes():
             raise RecalibrateError(f"{WHERE}: verification failed: {name} in {prefix} differs")
         copied += name not in new_values
+    return copied
+
+
+def _verify_written(source, prefix, meta, new_values, out):
+    """Re-read the written checkpoint: replaced keys hold the new values, all others the source's bytes."""
+    copied = verify_tensors(source, prefix, new_values)
     with open(meta, "rb") as a, open(prefix + ".meta", "rb") as b:
         if a.read() != b.read():
             raise RecalibrateError(f"{WHERE}: verification failed: {prefix}.meta differs from {meta}")
