@@ -646,7 +646,7 @@ def test_summary_prints_one_line_per_id_and_its_fix_once(deep_unwired, capsys, t
     assert update.endswith("(+4 more like it; --verbose lists each)")
     assert "b3/batch_normalization" not in out.split("fix:")[-1]  # the layer table has them all
     # one id, one line: the last line counts ids, and says how many findings there are
-    assert lines[-1] == ("NOT HEALTHY: 2 error(s), 0 warning(s), 1 info(s) (11 findings; "
+    assert lines[-2] == ("NOT HEALTHY: 2 error(s), 0 warning(s), 1 info(s) (11 findings; "
                          "--verbose lists each) (static checks only)")
 
 
