@@ -275,7 +275,7 @@ def _set_first(variable_name, value):
 
 def _dead_first_channel(sess, variables):
     """Channel 0 dead, as recalibration leaves it: fc1's first unit zeroed (BN's input there is
-    identically 0) and that channel's moving mean and variance set to what its data give, 0 and 0."""
+    identically 0) and that channel's moving mean and variance set to what its data give: 0, 0."""
     for name, column in (("fc1/kernel", True), ("block1/batch_normalization/moving_mean", False),
                          ("block1/batch_normalization/moving_variance", False)):
         value = sess.run(variables[name])

@@ -224,7 +224,7 @@ SHOWN_NAMES = 3  # layer names a summary line shows before "..."
 def summary_line(group):
     """One finding id's line: ``severity: id [layer]: message`` when it names one layer (as
     ``--verbose`` prints it), else ``severity: id: N layers (a, b, c, ...): message``, and
-    ``(+K more ...)`` when the id has more than one finding."""
+    `` (+K more)`` when the id has more findings (the last line says --verbose lists them)."""
     names = group["names"]
     if len(names) == 1:
         where = f" [{names[0]}]"
@@ -234,7 +234,7 @@ def summary_line(group):
     else:
         where = ""
     more = group["findings"] - 1
-    tail = f" (+{more} more like it; --verbose lists each)" if more else ""
+    tail = f" (+{more} more)" if more else ""
     return f"{group['severity']}: {group['id']}{where}: {group['example']}{tail}"
 
 

@@ -31,7 +31,8 @@ class DeadChannel(Check):
         dead = np.flatnonzero(flat == 0)
         if not dead.size or dead.size == flat.size:
             return
-        shown = ", ".join(str(int(i)) for i in dead[:SHOWN]) + (", ..." if dead.size > SHOWN else "")
+        shown = ", ".join(str(int(i)) for i in dead[:SHOWN])
+        shown += ", ..." if dead.size > SHOWN else ""
         mean = ctx.doc.value(layer.moving_mean)
         at = ""
         if mean is not None and np.asarray(mean).size == flat.size:

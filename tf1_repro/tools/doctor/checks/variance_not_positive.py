@@ -1,4 +1,4 @@
-"""``variance-not-positive`` (error): a moving variance holds a value < 0, or is 0 on every channel."""
+"""``variance-not-positive`` (error): a moving variance has a value < 0, or is 0 on every channel."""
 
 import numpy as np
 
