@@ -273,6 +273,19 @@ def _set_first(variable_name, value):
     return edit
 
 
+def _dead_first_channel(sess, variables):
+    """Channel 0 dead, as recalibration leaves it: fc1's first unit zeroed (BN's input there is
+    identically 0) and that channel's moving mean and variance set to what its data give: 0, 0."""
+    for name, column in (("fc1/kernel", True), ("block1/batch_normalization/moving_mean", False),
+                         ("block1/batch_normalization/moving_variance", False)):
+        value = sess.run(variables[name])
+        if column:
+            value[:, 0] = 0.0
+        else:
+            value[0] = 0.0
+        variables[name].load(value, sess)
+
+
 def _build_tf_layers(wire, meta=True, edit=None):
     def build(out_dir):
         return _train(out_dir, (FEATURES,), _tf_layers(False), wire=wire, edit=edit, meta=meta)
@@ -453,6 +466,11 @@ SUITE = {c.name: c for c in [
         "block1/batch_normalization/moving_variance", -0.5)), "checkpoint",
           {"variance-not-positive", NO_DEFAULT}, False,
           "wired tf.layers BN whose first moving variance is -0.5", twin="tf_layers_wired"),
+    _case("dead_channel", _build_tf_layers("UPDATE_OPS", edit=_dead_first_channel), "checkpoint",
+          {"dead-channel", NO_DEFAULT}, True,
+          "wired tf.layers BN whose first channel is dead: fc1's first unit zeroed, so BN's input "
+          "there is identically 0, and that channel's moving mean and variance exactly 0 (what "
+          "recalibrate stores)", contrast="tf_layers_wired"),
     _case("trainable_stats", _build_hand_written(trainable=True), "checkpoint",
           {"stats-trainable", NO_DEFAULT}, True,
           "hand-written BN whose moving statistics are trainable variables",

@@ -454,6 +454,8 @@ def _add_doctor(commands):
     p.add_argument("--data", metavar="FILE.npz", help="inputs to run with, arrays named by placeholder")
     p.add_argument("--no-run", action="store_true", help="static checks only: run nothing")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.add_argument("--verbose", action="store_true", help="print every finding, one line per "
+                   "layer with its fix (default: one line per finding id, its fix once)")
     _add_signature(p)
     p.set_defaults(run=_run_doctor)
 
@@ -473,7 +475,7 @@ def _run_doctor(args):
         warnings.simplefilter("ignore")
         report = doctor.diagnose(args.path, feeds=feeds, input_shapes=shapes, data=args.data,
                                  run=not args.no_run, signature=args.signature)
-    print(doctor.format_report(report))
+    print(doctor.format_report(report, verbose=args.verbose))
     _write_json(args.json, report)
     return 0 if report["healthy"] else 1
 

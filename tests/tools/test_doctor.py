@@ -575,3 +575,115 @@ def test_a_constant_assign_is_not_an_update(tmp_path):
             prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
     report = doctor.diagnose(prefix, run=False)
     assert [(f["id"], f["layer"]) for f in report["findings"]] == [("stats-not-finite", "bn")]
+
+
+# ---- the summary (ruff/pylint style): one line per finding id, its fix once; --verbose: every one
+
+DEEP_LAYERS = 5
+
+
+@pytest.fixture(scope="module")
+def deep_unwired(tmp_path_factory):
+    """A 5-BN-layer dense net (tf.layers BN in b0..b4) trained 3 steps with UPDATE_OPS never wired:
+    stats-never-updated and update-ops-not-in-train-op on every layer."""
+    directory = tmp_path_factory.mktemp("deep_unwired")
+    bn = tf_layers_batch_normalization()
+    with tf.Graph().as_default() as g, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        training = tf.placeholder(tf.bool, name="training")
+        h = x
+        for i in range(DEEP_LAYERS):
+            with tf.variable_scope(f"b{i}"):
+                w = tf.get_variable("kernel", [h.shape[-1], 4],
+                                    initializer=tf.glorot_uniform_initializer(seed=i))
+                h = tf.nn.relu(bn(tf.matmul(h, w), training=training))
+        logits = tf.identity(h, name="logits")
+        loss = tf.reduce_mean(tf.square(logits - 1.0))
+        step = tf.train.get_or_create_global_step()
+        tf.train.GradientDescentOptimizer(0.1).minimize(loss, global_step=step)
+        train_op = g.get_operation_by_name("GradientDescent")
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            rng = np.random.default_rng(0)
+            for _ in range(3):
+                sess.run(train_op, {x: rng.normal(3, 2, (8, 4)), training: True})
+            return tf.train.Saver().save(sess, str(directory / "model.ckpt"), global_step=step)
+
+
+def _groups(findings):
+    """The summary computed here from the per-layer findings: id -> (severity, layers, findings,
+    first message), in the order ids first appear."""
+    out = {}
+    for f in findings:
+        sev, names, count, example = out.get(f["id"], (f["severity"], [], 0, f["message"]))
+        out[f["id"]] = (sev, names + ([f["layer"]] if f["layer"] and f["layer"] not in names else []),
+                        count + 1, example)
+    return out
+
+
+def test_summary_prints_one_line_per_id_and_its_fix_once(deep_unwired, capsys, tmp_path):
+    out_json = tmp_path / "r.json"
+    code, out, _ = _cli(capsys, deep_unwired, "--no-run", "--json", str(out_json))
+    report = json.loads(out_json.read_text())
+    assert code == 1
+    ids = {f["id"] for f in report["findings"]}
+    assert ids == {"stats-never-updated", "update-ops-not-in-train-op",
+                   "mode-placeholder-without-default"}
+    lines = out.splitlines()
+    first = {}
+    for f in report["findings"]:
+        first.setdefault(f["id"], f)
+    for fid in ids:
+        mine = [ln for ln in lines if ln.startswith(f"{doctor.FINDINGS[fid][0]}: {fid}")]
+        assert len(mine) == 1, (fid, mine)
+        assert lines.count(f"    fix: {doctor.FINDINGS[fid][1]}") == 1, fid
+        assert first[fid]["message"] in mine[0], fid
+    (update,) = [ln for ln in lines if ln.startswith("error: update-ops-not-in-train-op")]
+    assert update.startswith(
+        "error: update-ops-not-in-train-op: 5 layers (b0/batch_normalization, b1/batch_normalization, "
+        "b2/batch_normalization, ...): " + first["update-ops-not-in-train-op"]["message"])
+    assert update.endswith(" (+4 more)")
+    assert "b3/batch_normalization" not in out.split("fix:")[-1]  # the layer table has them all
+    # one id, one line: the last line counts ids, and says how many findings there are
+    assert lines[-2] == ("NOT HEALTHY: 2 error(s), 0 warning(s), 1 info(s) (11 findings; "
+                         "--verbose lists each) (static checks only)")
+
+
+def test_verbose_prints_every_finding_with_its_fix(deep_unwired, capsys):
+    code, out, _ = _cli(capsys, deep_unwired, "--no-run", "--verbose")
+    report = doctor.diagnose(deep_unwired, run=False)
+    assert code == 1
+    lines = out.splitlines()
+    for f in report["findings"]:
+        where = f" [{f['layer']}]" if f["layer"] else ""
+        line = f"{f['severity']}: {f['id']}{where}: {f['message']}"
+        i = lines.index(line)
+        assert lines[i + 1] == f"    fix: {f['fix']}"
+    update = [ln for ln in lines if ln.startswith("error: update-ops-not-in-train-op")]
+    assert len(update) == DEEP_LAYERS
+    assert lines.count(f"    fix: {doctor.FINDINGS['update-ops-not-in-train-op'][1]}") == DEEP_LAYERS
+
+
+def test_json_summary_is_the_findings_grouped_by_id(deep_unwired, reports):
+    for report in [doctor.diagnose(deep_unwired, run=False), reports["trainable_stats"],
+                   reports["tf_layers_unwired"]]:
+        report = json.loads(json.dumps(report))
+        expected = _groups(report["findings"])
+        assert [s["id"] for s in report["summary"]] == list(expected)
+        for s in report["summary"]:
+            sev, names, count, example = expected[s["id"]]
+            assert (s["severity"], s["names"], s["layers"], s["findings"], s["example"]) == \
+                (sev, names, len(names), count, example)
+    deep = doctor.diagnose(deep_unwired, run=False)["summary"]
+    assert {s["id"]: (s["layers"], s["findings"]) for s in deep} == {
+        "stats-never-updated": (5, 5), "update-ops-not-in-train-op": (5, 5),
+        "mode-placeholder-without-default": (1, 1)}
+    # two findings on one layer: one layer, two findings
+    (trainable,) = [s for s in reports["trainable_stats"]["summary"] if s["id"] == "stats-trainable"]
+    assert (trainable["layers"], trainable["findings"]) == (1, 2)
+
+
+def test_one_layer_per_id_prints_as_verbose_does(reports):
+    report = reports["tf_layers_unwired"]
+    assert doctor.format_report(report) == doctor.format_report(report, verbose=True)

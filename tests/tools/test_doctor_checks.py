@@ -172,3 +172,39 @@ def test_mode_placeholder_without_default_unit(context):
     check = base.REGISTRY["mode-placeholder-without-default"]
     assert [f.layer for f in check.graph(context("tf_layers_wired"))] == ["training"]
     assert not list(check.graph(context("saved_model_keep_prob_in_signature")))
+
+
+def test_dead_channel_unit(context):
+    found = _layer_hook(context, "dead-channel", "dead_channel")
+    assert _ids(found) == ["dead-channel"] and found[0].severity == base.WARNING
+    assert "exactly 0 on 1 of 8 channel(s) [0]" in found[0].message
+    assert "its moving mean there: 0" in found[0].message
+    for healthy in ("tf_layers_wired", "negative_variance", "nan_variance"):  # errors say those
+        assert not _layer_hook(context, "dead-channel", healthy), healthy
+    # a dead channel is not an error: variance-not-positive keeps < 0 (and all 0)
+    assert not _layer_hook(context, "variance-not-positive", "dead_channel")
+
+
+def test_dead_channel_report_names_the_channel_and_stays_healthy(diagnosed):
+    report = diagnosed("dead_channel")
+    assert report["healthy"] is True
+    (dead,) = [f for f in report["findings"] if f["id"] == "dead-channel"]
+    assert dead["layer"] == "block1/batch_normalization" and "[0]" in dead["message"]
+    assert "recalibrate" not in dead["fix"]
+    (layer,) = report["bn_layers"]
+    assert layer["moving_variance_range"][0] == 0.0 < layer["moving_variance_range"][1]
+
+
+def test_variance_zero_on_every_channel_stays_an_error(tmp_path):
+    """0 on every channel is no dead unit (no channel saw varying data): variance-not-positive."""
+    import model_suite  # pylint: disable=import-outside-toplevel
+
+    def zero(sess, variables):
+        var = variables["block1/batch_normalization/moving_variance"]
+        var.load(sess.run(var) * 0.0, sess)
+    prefix = model_suite._train(str(tmp_path), (model_suite.FEATURES,),  # pylint: disable=protected-access
+                                model_suite._tf_layers(False), edit=zero)  # pylint: disable=protected-access
+    report = doctor.diagnose(prefix, run=False)
+    found = {f["id"]: f for f in report["findings"]}
+    assert "dead-channel" not in found and report["healthy"] is False
+    assert "is 0 on all 8 channel(s)" in found["variance-not-positive"]["message"]

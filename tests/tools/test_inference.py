@@ -676,3 +676,51 @@ def test_a_random_original_cannot_be_verified(tmp_path):
     fixed = inf.to_inference(prefix, ["y"], str(tmp_path / "f"), formats=["frozen"], latency_runs=0,
                              fix_training_mode=True)
     assert fixed["ok"] and fixed["fixed"][0]["what"].startswith("dropout (rate 0.5) on at inference")
+
+
+# ---- relative differences (issue 19 item 7): outputs ~1e8, max |diff| beside its relative value
+
+def test_relative_difference_is_beside_the_absolute_one(tmp_path):
+    """Logits around 1e8 (float32 spacing 8 there): a folded BN moves them by a few units, which
+    reads alarming as max |diff| but is ~1e-7 of the outputs. max_rel_diff is max |diff| over
+    max(1, max |original output|), the scale the tolerance uses, per batch size and output."""
+    with tf.Graph().as_default() as g:
+        x = tf.placeholder(tf.float32, [None, 6], name="x")
+        w = (RNG.normal(size=(6, C)) * 1e8).astype(np.float32)
+        gamma, beta, mean, var = (tf.constant(v) for v in _stats(C))
+        h = tf.nn.batch_normalization(tf.matmul(x, tf.constant(w, name="kernel")), mean, var, beta,
+                                      gamma, EPS)
+        tf.identity(h, name="logits")
+        path = str(tmp_path / "big.pb")
+        with open(path, "wb") as f:
+            f.write(g.as_graph_def().SerializeToString())
+    report = inf.to_inference(path, ["logits"], str(tmp_path / "o"), formats=["frozen"],
+                              latency_runs=0)
+    assert report["ok"] and [b["folded"] for b in report["bn_layers"]] == [True]
+    entry = report["artefacts"]["frozen"]
+    # the same check batches (batch 1 and 16, seed 0), both graphs run here
+    expected_abs, expected_rel = 0.0, 0.0
+    runs = {}
+    for which, pb in (("original", path), ("frozen", entry["path"])):
+        graph_def = tf.GraphDef()
+        with open(pb, "rb") as f:
+            graph_def.ParseFromString(f.read())
+        with tf.Graph().as_default() as graph:
+            tf.import_graph_def(graph_def, name="")
+            batches = inf.make_batches(graph, ["x:0"], None, (1, 16))
+            with tf.Session(graph=graph) as sess:
+                runs[which] = {n: sess.run("logits:0", b).astype(np.float64)
+                               for n, b in batches.items()}
+    for n, want in runs["original"].items():
+        d = float(np.max(np.abs(runs["frozen"][n] - want)))
+        expected_abs = max(expected_abs, d)
+        expected_rel = max(expected_rel, d / max(1.0, float(np.max(np.abs(want)))))
+    assert np.max(np.abs(runs["original"][16])) > 1e7  # outputs are large
+    assert entry["max_abs_diff"] == pytest.approx(expected_abs)
+    assert entry["max_abs_diff"] > 1.0  # alarming as an absolute number
+    assert entry["max_rel_diff"] == pytest.approx(expected_rel)
+    assert 0 < entry["max_rel_diff"] <= report["tolerance"]
+    (line,) = [ln for ln in inf.format_report(report).splitlines() if ln.startswith("    frozen")]
+    assert f"max |diff| {expected_abs:.3g} (rel {expected_rel:.1e})" in line
+    assert json.loads(json.dumps(report))["artefacts"]["frozen"]["max_rel_diff"] == \
+        entry["max_rel_diff"]

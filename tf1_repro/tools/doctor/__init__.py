@@ -26,7 +26,10 @@ frozen graph's Consts):
   statistic (a writer the finder found, or a member of ``UPDATE_OPS``) is not
   among its data or control ancestors.
 * ``stats-not-finite`` / ``variance-not-positive``: NaN/inf in a statistic /
-  a moving variance <= 0.
+  a moving variance < 0, or 0 on every channel.
+* ``dead-channel`` (warning): a moving variance exactly 0 on some channels only (a
+  dead unit: its input was constant in the data, e.g. a ReLU upstream that never
+  fires; ``recalibrate`` stores 0 there, which is right).
 * ``stats-trainable`` (warning): a moving statistic is in ``trainable_variables``.
 * ``ema-zero-bias`` (warning): both shadows start at 0 and are not debiased (the
   finder's ``zero_debias``, read from the update's structure) and

@@ -60,9 +60,27 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True, signature
         report.update(found.view.to_dict())
         report.pop("reader_notes")  # they open the notes
     report["findings"] = [f.to_dict() for f in findings]
+    report["summary"] = summarize(report["findings"])
     report["healthy"] = not any(f.severity == ERROR for f in findings)
     report["global_step"] = ctx.global_step
     return _jsonable(report)
+
+
+def summarize(findings):
+    """The findings grouped by id, in the order each id first appears: ``[{"id", "severity",
+    "layers", "findings", "names", "example"}]``. ``layers``: how many distinct layers (or other
+    named places: a dropout, a mode input) the id names (findings without one count none);
+    ``findings``: how many findings the id has (``stats-trainable`` gives two on one layer);
+    ``names``: those layers, in order; ``example``: the first finding's message."""
+    groups = {}
+    for f in findings:
+        groups.setdefault(f["id"], []).append(f)
+    out = []
+    for fid, group in groups.items():
+        names = list(dict.fromkeys(f["layer"] for f in group if f["layer"]))
+        out.append({"id": fid, "severity": group[0]["severity"], "layers": len(names),
+                    "findings": len(group), "names": names, "example": group[0]["message"]})
+    return out
 
 
 def tf2_fixes(findings):
@@ -143,8 +161,12 @@ def _jsonable(value):
     return value
 
 
-def format_report(report):
-    """The printed report: a table of the layers, then each finding with its fix."""
+def format_report(report, verbose=False):
+    """The printed report: a table of the layers, then the findings, ruff/pylint style: one line
+    per finding id (its severity, how many layers and the first few names, the first finding's
+    message) and its fix once; ``verbose``: every finding on a line of its own, each with its fix.
+    The last line counts finding ids per severity (the lines printed without ``verbose``) and,
+    when there are more, the findings."""
     lines = [f"doctor: {report['source']} ({report['format']})"]
     if report["bn_layers"]:
         rows = [("BN layer", "kind", "decay", "mode", "updates", "moving mean", "moving variance")]
@@ -176,15 +198,44 @@ def format_report(report):
         lines.append(f"  note: {note}")
     if not report["findings"]:
         lines.append("no findings")
-    for f in report["findings"]:
-        where = f" [{f['layer']}]" if f["layer"] else ""
-        lines.append(f"{f['severity']}: {f['id']}{where}: {f['message']}")
-        lines.append(f"    fix: {f['fix']}")
-    count = {k: sum(f["severity"] == k for f in report["findings"]) for k in (ERROR, WARNING, INFO)}
+    summary = report.get("summary") or summarize(report["findings"])
+    if verbose:
+        for f in report["findings"]:
+            where = f" [{f['layer']}]" if f["layer"] else ""
+            lines.append(f"{f['severity']}: {f['id']}{where}: {f['message']}")
+            lines.append(f"    fix: {f['fix']}")
+    else:
+        fixes = {f["id"]: f["fix"] for f in report["findings"]}
+        for group in summary:
+            lines.append(summary_line(group))
+            lines.append(f"    fix: {fixes[group['id']]}")
+    count = {k: sum(g["severity"] == k for g in summary) for k in (ERROR, WARNING, INFO)}
+    total = len(report["findings"])
+    more = f" ({total} findings; --verbose lists each)" if total > len(summary) else ""
     lines.append(f"{'healthy' if report['healthy'] else 'NOT HEALTHY'}: {count[ERROR]} error(s), "
-                 f"{count[WARNING]} warning(s), {count[INFO]} info(s)"
+                 f"{count[WARNING]} warning(s), {count[INFO]} info(s){more}"
                  f"{'' if report['ran'] else ' (static checks only)'}")
     return "\n".join(lines)
+
+
+SHOWN_NAMES = 3  # layer names a summary line shows before "..."
+
+
+def summary_line(group):
+    """One finding id's line: ``severity: id [layer]: message`` when it names one layer (as
+    ``--verbose`` prints it), else ``severity: id: N layers (a, b, c, ...): message``, and
+    `` (+K more)`` when the id has more findings (the last line says --verbose lists them)."""
+    names = group["names"]
+    if len(names) == 1:
+        where = f" [{names[0]}]"
+    elif names:
+        shown = ", ".join(names[:SHOWN_NAMES]) + (", ..." if len(names) > SHOWN_NAMES else "")
+        where = f": {len(names)} layers ({shown})"
+    else:
+        where = ""
+    more = group["findings"] - 1
+    tail = f" (+{more} more)" if more else ""
+    return f"{group['severity']}: {group['id']}{where}: {group['example']}{tail}"
 
 
 def _range(bounds):

@@ -45,7 +45,7 @@ def format_report(report):
             continue
         verdict = "ok" if a["within_tolerance"] and a["batch_independent"] and a["deterministic"] \
             else "DIFFERS" if report.get("original_deterministic", True) else "UNVERIFIED"
-        lines.append(f"    {name:<12} {verdict:<8} max |diff| {a['max_abs_diff']:<10.3g} batch "
+        lines.append(f"    {name:<12} {verdict:<8} max |diff| {_diff_text(a):<22} batch "
                      f"independent {str(a['batch_independent']):<5} deterministic "
                      f"{str(a['deterministic']):<5} {a['bytes']:>10,} bytes  {a['path']}")
     for name, hint in report["skipped"].items():
@@ -143,3 +143,12 @@ def format_passes(passes):
         lines.append(f"    {p['name']:<22} {p['ops_before']:>6} -> {p['ops_after']:<6} "
                      f"{_changed_text(p['changed'])}")
     return "\n".join(lines)
+
+
+def _diff_text(entry):
+    """``520 (rel 5.2e-04)``: an artefact's max |diff| and, beside it, that difference relative to
+    the scale the tolerance uses, max(1, max |original output|) (``verify.verify``)."""
+    rel = entry.get("max_rel_diff")
+    if rel is None:
+        return f"{entry['max_abs_diff']:.3g}"
+    return f"{entry['max_abs_diff']:.3g} (rel {'0' if rel == 0 else f'{rel:.1e}'})"

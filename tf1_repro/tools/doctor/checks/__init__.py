@@ -9,6 +9,6 @@ import it here, and give it a raising suite case and a healthy one (``tests/mode
 """
 
 from tf1_repro.tools.doctor.checks import (  # noqa: F401  pylint: disable=unused-import
-    stats_not_finite, variance_not_positive, stats_never_updated, stats_trainable, ema_zero_bias,
-    updates_on_inference, inference_batch_dependent, update_ops_not_in_train_op,
+    stats_not_finite, variance_not_positive, dead_channel, stats_never_updated, stats_trainable,
+    ema_zero_bias, updates_on_inference, inference_batch_dependent, update_ops_not_in_train_op,
     mode_placeholder_without_default, dropout_at_inference)
