@@ -20,7 +20,9 @@ its sources, branch by branch of any ``tf.cond``: a variable or a Const (the
 *moving* statistic), or a computation on the batch (the *batch* statistic).
 Normalisation ops that share a variable are one layer (the two branches of a
 fused ``tf.cond``, or a layer built twice with Python bools). Its name is the
-longest scope its variables share.
+longest scope its variables share (a Const, such as slim's ``scale=False`` gamma named
+after the op scope, never shortens it); two layers never have one name (see
+``pipeline.unique_names``).
 
 The **update ops** of a moving statistic are the ops that write it, other than
 its initializer and a checkpoint restore. The decay is read from the update:
