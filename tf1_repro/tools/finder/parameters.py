@@ -2,7 +2,7 @@
 channel axis.
 
 Each is the first variable or Const its normalisation ops trace it to (a note when there are
-several); a gamma/beta computed from a variable through a per-channel correction (batch
+several, unless they are Consts of one value); a gamma/beta computed from a variable through a per-channel correction (batch
 renormalisation's ``gamma * r``) is that variable, with a note. A layer whose ops read no moving
 statistic takes those EMA updates fill from its batch statistics (*linked*), else a fused op's
 ignored inputs: both *unread*. The name is the longest scope its variables share, never shortened
@@ -51,7 +51,7 @@ def read_parameters(ctx, group):
             for s in u.sources(key):
                 if s.kind in ("variable", "const") and s.op.name not in found:
                     found.append(s.op.name)
-        if len(found) > 1:
+        if len(found) > 1 and not _equal_consts(ctx, found):
             notes.append(f"{key}: more than one source ({', '.join(found)}); reporting the first")
         return found[0] if found else None
 
@@ -75,6 +75,16 @@ def read_parameters(ctx, group):
                         if s.kind in ("variable", "const")), None)
         unread = tuple(n for n in (mean, var) if n)
     return Parameters(chosen["scale"], chosen["offset"], mean, var, unread, tuple(notes))
+
+
+def _equal_consts(ctx, names):
+    """Consts of one value (slim's ``scale=False`` gamma, one per call of a shared layer): one
+    parameter, no note."""
+    if any(ctx.op(n).type != "Const" for n in names):
+        return False
+    values = [ctx.const_value(ctx.op(n).outputs[0]) for n in names]
+    return all(v is not None and v.shape == values[0].shape and (v == values[0]).all()
+               for v in values)
 
 
 def parameter_behind(ctx, norms, key):
