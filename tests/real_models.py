@@ -12,7 +12,8 @@ output tensor names, the training and evaluation outputs of two-tower nets).
 
 TF-Slim 1.1.0 imports ``tf_keras.legacy_tf_layers.*``, which tf-keras 2.21 keeps at
 ``tf_keras.src.legacy_tf_layers.*``: ``import_slim`` aliases the module names in ``sys.modules``
-(no code changes), as users do.
+(no code changes), as users do; and ``ops.Tensor`` and ``control_flow_ops.cond`` (read for a tensor
+``is_training``), which TF 2.21 keeps at ``framework.tensor.Tensor`` and ``ops.cond.cond``.
 """
 
 import importlib
@@ -37,6 +38,14 @@ def import_slim():
     for name in ("base", "core", "convolutional", "normalization", "pooling"):
         sys.modules.setdefault(f"tf_keras.legacy_tf_layers.{name}",
                                importlib.import_module(f"tf_keras.src.legacy_tf_layers.{name}"))
+    # tf_slim.layers.utils.smart_cond (a tensor ``is_training``) reads ops.Tensor and
+    # control_flow_ops.cond, which TF 2.21 keeps at framework.tensor.Tensor and ops.cond.cond
+    from tensorflow.python.framework import ops, tensor  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.ops import cond, control_flow_ops  # pylint: disable=import-outside-toplevel
+    if not hasattr(ops, "Tensor"):
+        ops.Tensor = tensor.Tensor
+    if not hasattr(control_flow_ops, "cond"):
+        control_flow_ops.cond = cond.cond
     return importlib.import_module("tf_slim")
 
 

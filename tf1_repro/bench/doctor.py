@@ -14,6 +14,11 @@ times, in interleaved rounds:
 in this process (TensorFlow already imported), and once each through the CLI in a
 fresh process (``python -m tf1_repro doctor PREFIX [--no-run]``, wall clock including
 the TensorFlow import, which a process that only imports TensorFlow also times).
+
+Then the same for a graph with a training and an evaluation tower: TF-Slim ``inception_v2``
+(depth_multiplier 0.1, 32x32, 68 BN layers each called by both towers; the tests' builder in
+``tests/real_models.py``, trained 3 steps), the shape that made the finder take minutes (issue
+"Real-model defects"); the same targets. ``--no-two-towers`` skips it.
 """
 
 import argparse
@@ -25,10 +30,14 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 BLOCKS = (3, 4, 6, 3)
 WIDTHS = (64, 128, 256, 512)
 CLASSES = 1000
 IMAGE = (224, 224, 3)
+TWO_TOWER_LAYERS = 68  # BN layers of slim inception_v2 (each shared by the two towers)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _build_resnet50():
@@ -85,7 +94,6 @@ def _build_resnet50():
 
 def build(out_dir):
     """Save the random-weight ResNet-50 checkpoint (with .meta); returns (prefix, BN layers, params)."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
     with tf.Graph().as_default() as graph:
         layers = _build_resnet50()
@@ -113,39 +121,80 @@ def _import_seconds():
     return time.perf_counter() - started
 
 
-def run(rounds=3, out_dir=None, log=print):
-    """Measure; returns a JSON-able dict of seconds (median and min of ``rounds``)."""
+def build_two_towers(out_dir):
+    """The TF-Slim inception_v2 with a training and an evaluation tower (``reuse=True``, Python
+    bools, 68 BN layers; ``tests/real_models.py``, the tests' own builder), trained 3 steps and
+    saved; returns (prefix, BN layers, params)."""
+    import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    try:
+        import real_models  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    prefix, _ = real_models.slim_inception_v2_two_towers(out_dir)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.train.import_meta_graph(prefix + ".meta")
+        params = int(sum(np.prod(v.shape.as_list()) for v in tf.trainable_variables()))
+    return prefix, TWO_TOWER_LAYERS, params
+
+
+def _measure(prefix, rounds, log):
+    """(in-process seconds per kind, CLI seconds, last full report) for ``prefix``."""
     import warnings  # pylint: disable=import-outside-toplevel
     from tf1_repro.tools import doctor  # pylint: disable=import-outside-toplevel
+    times = {"static": [], "full": []}
+    report = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(rounds):
+            for kind in (("static", "full") if i % 2 == 0 else ("full", "static")):
+                started = time.perf_counter()
+                found = doctor.diagnose(prefix, run=(kind == "full"))
+                times[kind].append(time.perf_counter() - started)
+                report = found if kind == "full" else report
+                log(f"round {i + 1} {kind:6s} {times[kind][-1]:.2f} s")
+    cli = {"static": _cli_seconds(prefix, "--no-run"), "full": _cli_seconds(prefix)}
+    log(f"CLI (fresh process, TensorFlow import included): static {cli['static']:.2f} s, "
+        f"full {cli['full']:.2f} s")
+    return times, cli, report
+
+
+def _summary(model, layers, params, rounds, times, cli, report):
+    return {"model": model, "bn_layers_built": layers, "bn_layers_found": len(report["bn_layers"]),
+            "parameters": params, "ran": report["ran"], "outputs": report.get("outputs"),
+            "findings": sorted({f["id"] for f in report["findings"]}),
+            "cpus": os.cpu_count(), "rounds": rounds,
+            "in_process_s": {k: {"median": statistics.median(v), "min": min(v)}
+                             for k, v in times.items()},
+            "cli_s": cli, "targets_s": {"static": 5.0, "full": 20.0}}
+
+
+def run(rounds=3, out_dir=None, log=print, two_towers=True):
+    """Measure; returns a JSON-able dict of seconds (median and min of ``rounds``): ResNet-50's at
+    the top level, the two-tower slim net's under ``two_towers``."""
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         prefix, layers, params = build(out_dir or tmp)
         log(f"built ResNet-50 ({layers} BN layers, {params / 1e6:.1f} M parameters) in "
             f"{time.perf_counter() - started:.1f} s")
-        times = {"static": [], "full": []}
-        report = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for i in range(rounds):
-                for kind in (("static", "full") if i % 2 == 0 else ("full", "static")):
-                    started = time.perf_counter()
-                    report = doctor.diagnose(prefix, run=(kind == "full")) if kind == "full" \
-                        else doctor.diagnose(prefix, run=False)
-                    times[kind].append(time.perf_counter() - started)
-                    log(f"round {i + 1} {kind:6s} {times[kind][-1]:.2f} s")
-        cli = {"static": _cli_seconds(prefix, "--no-run"), "full": _cli_seconds(prefix),
-               "tensorflow_import": _import_seconds()}
-        log(f"CLI (fresh process, TensorFlow import included): static {cli['static']:.2f} s, "
-            f"full {cli['full']:.2f} s; a fresh process that only imports TensorFlow "
-            f"{cli['tensorflow_import']:.2f} s")
-    result = {
-        "model": "ResNet-50, tf.layers fused BN, random weights, checkpoint + .meta",
-        "bn_layers_built": layers, "bn_layers_found": len(report["bn_layers"]),
-        "parameters": params, "ran": report["ran"], "outputs": report.get("outputs"),
-        "findings": sorted({f["id"] for f in report["findings"]}),
-        "cpus": os.cpu_count(), "rounds": rounds,
-        "in_process_s": {k: {"median": statistics.median(v), "min": min(v)} for k, v in times.items()},
-        "cli_s": cli, "targets_s": {"static": 5.0, "full": 20.0}}
+        times, cli, report = _measure(prefix, rounds, log)
+        cli["tensorflow_import"] = _import_seconds()
+        log(f"a fresh process that only imports TensorFlow {cli['tensorflow_import']:.2f} s")
+        result = _summary("ResNet-50, tf.layers fused BN, random weights, checkpoint + .meta",
+                          layers, params, rounds, times, cli, report)
+        if two_towers:
+            started = time.perf_counter()
+            prefix, layers, params = build_two_towers(os.path.join(out_dir or tmp, "two_towers"))
+            log(f"built TF-Slim inception_v2 two towers ({layers} BN layers, "
+                f"{params / 1e6:.2f} M parameters) in {time.perf_counter() - started:.1f} s")
+            times, cli, report = _measure(prefix, rounds, log)
+            result["two_towers"] = _summary(
+                "TF-Slim inception_v2 (depth_multiplier 0.1, 32x32), a training and an evaluation "
+                "tower (reuse=True, Python bools), trained 3 steps, checkpoint + .meta",
+                layers, params, rounds, times, cli, report)
+            result["two_towers"]["distinct_layer_names"] = len(
+                {b["name"] for b in report["bn_layers"]})
     return result
 
 
@@ -153,13 +202,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tf1_repro.bench.doctor", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--no-two-towers", action="store_true",
+                        help="ResNet-50 only (the two-tower net needs tf-slim)")
     args = parser.parse_args(argv)
     from tf1_repro import runtime  # pylint: disable=import-outside-toplevel
     runtime.use_tf1_behavior()
-    result = run(rounds=args.rounds)
-    ok = result["in_process_s"]["static"]["median"] < 5 and result["in_process_s"]["full"]["median"] < 20
+    result = run(rounds=args.rounds, two_towers=not args.no_two_towers)
     print(json.dumps(result, indent=2))
-    print(f"targets (static < 5 s, full < 20 s, medians in process): {'met' if ok else 'NOT met'}")
+    for label, part in (("ResNet-50", result), ("two towers", result.get("two_towers"))):
+        if part is None:
+            continue
+        ok = part["in_process_s"]["static"]["median"] < 5 and \
+            part["in_process_s"]["full"]["median"] < 20
+        print(f"{label}: targets (static < 5 s, full < 20 s, medians in process): "
+              f"{'met' if ok else 'NOT met'}")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as f:

@@ -20,7 +20,9 @@ its sources, branch by branch of any ``tf.cond``: a variable or a Const (the
 *moving* statistic), or a computation on the batch (the *batch* statistic).
 Normalisation ops that share a variable are one layer (the two branches of a
 fused ``tf.cond``, or a layer built twice with Python bools). Its name is the
-longest scope its variables share.
+longest scope its variables share (a Const, such as slim's ``scale=False`` gamma named
+after the op scope, never shortens it); two layers never have one name (see
+``pipeline.unique_names``).
 
 The **update ops** of a moving statistic are the ops that write it, other than
 its initializer and a checkpoint restore. The decay is read from the update:
@@ -30,11 +32,19 @@ with ``tf.cond``-selected constants taken in training mode. Where an update live
 (``update_location``):
 
 * ``"output"``: it runs whenever the layer's output runs (an ancestor of the
-  output, as in the article: inside the true branch of its ``tf.cond``);
+  output, as in the article: inside the true branch of its ``tf.cond``), or of a
+  tensor that hands the output on unchanged, which then is the output (slim's and
+  contrib's ``updates_collections=None``, Sonnet's ``update_ops_collection=None``);
 * ``"UPDATE_OPS"`` / ``"collection:NAME"``: it feeds a member of that collection;
 * ``"separate-op:NAME"``: only the op ``NAME`` runs it (a two-stage "assigner",
   a Keras layer's updates in a TF1 graph, ``ema.apply`` kept aside);
 * ``None``: no update op (a frozen graph, or statistics never updated).
+
+**Calls.** A layer whose variables several calls share (two towers, ``reuse=True``)
+lists each call's ``[input, output]`` in ``call_sites`` and its mode in ``call_modes``
+(``prediction``, ``training``, ``switched`` by a mode input, ``both``); the layer's
+``input``/``output`` are those of the call that runs in prediction mode, else of the
+first switched one, with a note.
 
 **Mode.** The predicate of the ``tf.cond`` that selects the statistics (or the
 input of the fused ops) is traced to a bool ``Placeholder``, a
@@ -55,7 +65,8 @@ the analyses after a match are modules that take and return frozen dataclasses: 
 (layers, calls), ``parameters``, ``layer_mode``, ``updates`` (update ops and where they live),
 ``decay`` (decay, schedule cap, zero-debias), ``estimator``, ``control_flow`` (TF2 notes),
 ``dropout``; ``layer`` and ``pipeline`` put them together. ``context.GraphContext`` is the
-read-only graph with memoised walks; ``trace``, ``consts`` and ``modes`` read statistics,
+read-only graph with memoised walks (``consts`` memoises its evaluations there too: every walk is linear
+in the graph's size); ``trace``, ``consts`` and ``modes`` read statistics,
 constants and mode inputs.
 """
 

@@ -111,21 +111,43 @@ def call_sites(ctx, norms):
     return list(sites.values())
 
 
+# Ops that hand a tensor on unchanged (a cond's Switch included), forward from a layer's output.
+PASS_ON = ("Identity", "Snapshot", "Switch", "RefSwitch")
+
+
+def passed_on(ctx, t):
+    """The tensor ``t`` hands on unchanged: back through Identity/Snapshot/Switch."""
+    while t.op.type in PASS_ON and t.op.inputs:
+        t = t.op.inputs[0]
+    return t
+
+
 def call_output(ctx, norms):
-    """The output of one call: its op's output, the Merge of a cond's branches, or (built twice
-    with Python bools) the last prediction op's."""
+    """The output of one call: its op's output; the Merge of a cond's branches, each of which is
+    one of the call's normalisation outputs handed on unchanged (an Identity with control
+    dependencies on the updates, as Sonnet's ``update_ops_collection=None`` and a cond between
+    two slim calls build them, included); or (built twice with Python bools) the last
+    prediction op's."""
     ys = [u.y for u in norms]
     if len(ys) == 1:
         # a single op inside a cond branch whose other branch is not a BN (rare): keep y
         return ys[0]
-    merges = {}
-    for y in ys:
-        for c in ctx.consumers.get(y.op.name, []):
-            if c.type == "Merge" and y.name in [i.name for i in c.inputs]:
-                merges.setdefault(c.name, []).append(y)
-    for name, members in merges.items():
-        if len(members) == len(ys):
-            return ctx.op(name).outputs[0]
+    names = {y.name for y in ys}
+    found, frontier, seen = [], [y.op for y in ys], set()
+    while frontier:
+        o = frontier.pop(0)
+        for c in ctx.consumers.get(o.name, []):
+            if c.name in seen:
+                continue
+            seen.add(c.name)
+            if c.type == "Merge":
+                sources = {passed_on(ctx, t).name for t in c.inputs}
+                if sources <= names and len(sources) == len(names):
+                    found.append(c)
+            elif c.type in PASS_ON and c.inputs and passed_on(ctx, c.inputs[0]).name in names:
+                frontier.append(c)
+    if found:
+        return min(found, key=lambda m: ctx.order.get(m.name, 0)).outputs[0]
     # built twice (Python bools): the last one built is usually the prediction path
     pred = [u.y for u in norms if not u.batch]
     return (pred or ys)[-1]

@@ -17,15 +17,19 @@ def build_layer(ctx, group):
     params = parameters.read_parameters(ctx, group)
     notes = list(params.notes)
     sites = grouping.call_sites(ctx, norms)
-    chosen = next((site for site in sites if any(not u.batch for u in site)), sites[0])
+    call_modes = [call_mode(ctx, site) for site in sites]
+    index = min(range(len(sites)), key=lambda i: (CALL_RANK[call_modes[i]["mode"]], i))
+    chosen = sites[index]
     x = ctx.strip_switch(chosen[0].x)
     output = grouping.call_output(ctx, chosen)
     call_sites = [[ctx.strip_switch(site[0].x).name, grouping.call_output(ctx, site).name]
                   for site in sites]
     if len(sites) > 1:
         notes.append(f"the variables are shared by {len(sites)} calls (inputs "
-                     f"{', '.join(c[0] for c in call_sites)}): input and output are those of "
-                     f"the call on {x.name}; call_sites lists all")
+                     f"{', '.join(c[0] for c in call_sites)}; modes "
+                     f"{', '.join(m['mode'] for m in call_modes)}): input and output are those of "
+                     f"the call on {x.name}, {_why(call_modes[index])}; call_sites and call_modes "
+                     f"list all")
     eps_values = sorted({u.eps for u in norms})
     if len(eps_values) > 1:
         notes.append(f"the normalisation ops use different epsilons {eps_values}; reporting the "
@@ -39,7 +43,10 @@ def build_layer(ctx, group):
     writes = updates.stat_writes(ctx, params.stats)
     place, summary = _updates(ctx, writes, norms, output, params, mode)
     notes += list(place.notes) + list(updates.tf2_notes(writes)) + list(summary.notes)
-    output = place.output if place.output is not None else output
+    if place.output is not None:  # the updates ride on a tensor that hands the output on
+        call_sites = [[c[0], place.output.name if c[1] == output.name else c[1]]
+                      for c in call_sites]
+        output = place.output
     used = mode.used
     kind = _kind(norms, place, mode, params)
     notes += _state_notes(norms, params, mode)
@@ -58,7 +65,48 @@ def build_layer(ctx, group):
                    variance_estimator=estimator.variance_estimator(
                        ctx, summary.readings, params.moving_variance),
                    stat_shape=shape, channel_axis=parameters.channel_axis(norms, x),
-                   call_sites=call_sites, bn_ops=[u.op.name for u in norms], notes=notes)
+                   call_sites=call_sites, call_modes=call_modes, bn_ops=[u.op.name for u in norms], notes=notes)
+
+
+# Which call of a shared layer is its input/output: the first, in graph order, of the best rank.
+CALL_RANK = {"prediction": 0, "switched": 1, "both": 2, "training": 3}
+
+
+def call_mode(ctx, site):
+    """How one call (``site``: its normalisation ops) normalises: ``{"input", "mode",
+    "mode_input"}`` with ``mode``
+
+    * ``"prediction"``: always with the moving statistics (a Python ``False``, a fused op's
+      ``is_training=False``, a prediction graph);
+    * ``"training"``: always with the batch's (a Python ``True``, ``is_training=True``, a layer
+      with no moving statistics);
+    * ``"switched"``: a mode input chooses (``mode_input`` names it; prediction feeds it its
+      prediction value);
+    * ``"both"``: a batch and a moving-statistics op on one input, with no switch (a layer built
+      twice with Python bools on the same tensor)."""
+    found = layer_mode.layer_mode(ctx, site)
+    mode, mode_input = found.mode, None
+    if mode is None:
+        kind = "training" if any(u.batch for u in site) or found.batch_only else "prediction"
+    elif mode.op == "python_bool":
+        kind = "both"
+    elif mode.op == "attr:is_training":
+        kind = "training" if mode.default else "prediction"
+    else:
+        kind, mode_input = "switched", mode.name
+    return {"input": ctx.strip_switch(site[0].x).name, "mode": kind, "mode_input": mode_input}
+
+
+def _why(chosen):
+    """Why the call ``chosen`` (a ``call_mode``) is the layer's input and output."""
+    return {"prediction": "the call that runs in prediction mode (a Python False or "
+                          "is_training=False)",
+            "switched": f"the first call switched by a mode input ({chosen['mode_input']}, fed "
+                        f"its prediction value at prediction); no call runs in prediction mode "
+                        f"alone",
+            "both": "the first call that builds both modes on one input; no call runs in "
+                    "prediction mode alone",
+            "training": "the first call; every call runs in training mode"}[chosen["mode"]]
 
 
 def _updates(ctx, writes, norms, output, params, mode):

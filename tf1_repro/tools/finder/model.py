@@ -31,7 +31,13 @@ class ModeInput:
 
 @dataclasses.dataclass
 class BNLayer:
-    """One batch-norm layer. Variable fields hold node names (a variable op or a Const)."""
+    """One batch-norm layer. Variable fields hold node names (a variable op or a Const).
+
+    ``call_sites``: ``[input, output]`` of each call of the layer's variables (two towers: two);
+    ``call_modes``: for each, ``{"input", "mode", "mode_input"}``, ``mode`` one of
+    ``prediction``, ``training``, ``switched``, ``both`` (see ``layer.call_mode``). ``input`` and
+    ``output`` are those of the call that runs in prediction mode, else of the first switched
+    one; a note says which and why."""
 
     name: str
     kind: str
@@ -54,6 +60,7 @@ class BNLayer:
     stat_shape: tuple = None
     channel_axis: int = -1
     call_sites: list = dataclasses.field(default_factory=list)
+    call_modes: list = dataclasses.field(default_factory=list)
     bn_ops: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
 

@@ -2,12 +2,11 @@
 channel axis.
 
 Each is the first variable or Const its normalisation ops trace it to (a note when there are
-several); a gamma/beta computed from a variable through a per-channel correction (batch
+several, unless they are Consts of one value); a gamma/beta computed from a variable through a per-channel correction (batch
 renormalisation's ``gamma * r``) is that variable, with a note. A layer whose ops read no moving
 statistic takes those EMA updates fill from its batch statistics (*linked*), else a fused op's
-ignored inputs: both *unread*. The name is the longest scope its variables share (for Consts
-only or no variables: its normalisation ops' scope without ``/batchnorm``, ``/cond``,
-``/FusedBatchNorm``; unscoped: the first op's name)."""
+ignored inputs: both *unread*. The name is the longest scope its variables share, never shortened
+by a Const (see ``layer_name``)."""
 
 import dataclasses
 
@@ -52,7 +51,7 @@ def read_parameters(ctx, group):
             for s in u.sources(key):
                 if s.kind in ("variable", "const") and s.op.name not in found:
                     found.append(s.op.name)
-        if len(found) > 1:
+        if len(found) > 1 and not _equal_consts(ctx, found):
             notes.append(f"{key}: more than one source ({', '.join(found)}); reporting the first")
         return found[0] if found else None
 
@@ -76,6 +75,16 @@ def read_parameters(ctx, group):
                         if s.kind in ("variable", "const")), None)
         unread = tuple(n for n in (mean, var) if n)
     return Parameters(chosen["scale"], chosen["offset"], mean, var, unread, tuple(notes))
+
+
+def _equal_consts(ctx, names):
+    """Consts of one value (slim's ``scale=False`` gamma, one per call of a shared layer): one
+    parameter, no note."""
+    if any(ctx.op(n).type != "Const" for n in names):
+        return False
+    values = [ctx.const_value(ctx.op(n).outputs[0]) for n in names]
+    return all(v is not None and v.shape == values[0].shape and (v == values[0]).all()
+               for v in values)
 
 
 def parameter_behind(ctx, norms, key):
@@ -103,18 +112,32 @@ def parameter_behind(ctx, norms, key):
 
 
 def layer_name(ctx, norms, params):
-    """The layer's name (see the module)."""
-    var_names = params.names
-    const_only = all(ctx.op(n).type == "Const" for n in var_names) and var_names
-    name = common_scope(var_names) if var_names and not const_only else ""
+    """The layer's name: the longest scope its variables share (gamma, beta and the moving
+    statistics that are variable ops). A Const never shortens it: slim's ``scale=False`` gamma is a
+    Const named after the *op* scope (``InceptionV2/InceptionV2/.../BatchNorm/Const``, and
+    ``InceptionV2_1/...`` in a second tower), not the variable scope. A layer with no variables (a
+    frozen graph) is named by its Consts' scope, leaving out Consts that TF named itself
+    (``Const``, ``Const_3``: values written in the code, not frozen variables) when others are
+    there. With neither, or no common scope: its normalisation ops' scope without
+    ``/batchnorm``, ``/cond``, ``/FusedBatchNorm``; unscoped: the first op's name."""
+    names = params.names
+    variables = [n for n in names if ctx.op(n).type != "Const"]
+    consts = [n for n in names if ctx.op(n).type == "Const"]
+    frozen = [n for n in consts if not is_auto_const(n)]
+    name = common_scope(variables) if variables else common_scope(frozen or consts)
     if not name:
         name = common_scope([u.op.name for u in norms]) or scope(norms[0].op.name)
         for suffix in ("/batchnorm", "/cond", "/FusedBatchNorm"):
             if name.endswith(suffix):
                 name = name[: -len(suffix)]
-    if const_only and var_names:
-        name = common_scope(var_names) or name
     return name or norms[0].op.name  # an unscoped layer: named by its normalisation op
+
+
+def is_auto_const(name):
+    """A Const TF named itself (``.../Const``, ``.../Const_2``): a value in the code, named after
+    the op scope it was made in."""
+    leaf = name.rsplit("/", 1)[-1]
+    return leaf == "Const" or (leaf.startswith("Const_") and leaf[6:].isdigit())
 
 
 def variable_shape(op):

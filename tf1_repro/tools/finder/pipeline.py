@@ -16,11 +16,46 @@ def run(ctx):
     norms, notes = match_norms(ctx)
     layers = [build_layer(ctx, group) for group in grouping.group(ctx, norms)]
     layers.sort(key=lambda layer: ctx.order.get(layer.bn_ops[0], 0))
+    unique_names(layers)
     dropouts = find_dropouts(ctx)
     mode_inputs = collect_mode_inputs(ctx, layers, dropouts)
     notes += control_flow.hidden_layer_notes(ctx, layers)
     notes += control_flow.layer_update_notes(layers)
     return Findings(layers, dropouts, mode_inputs, notes)
+
+
+class FinderInternalError(AssertionError):
+    """A check of the finder's own results failed: a bug in the finder, not in the user's graph."""
+
+
+def unique_names(layers):
+    """Give every layer its own name, in place, and check it.
+
+    A layer's name is its variables' common scope (``parameters.layer_name``). Two layers can
+    share that scope only when a user puts the variables of both in one scope (``net/mean_a``,
+    ``net/mean_b``): each such layer is then named by its own first parameter node (moving
+    mean, moving variance, gamma, beta, else its first normalisation op), with a note. That name
+    is its own, since layers are grouped by the variables and Consts they share, so no two hold
+    the same node. Disambiguating, rather than failing, keeps the tools working on such graphs;
+    the note says it happened. If names still collide the finder is wrong:
+    ``FinderInternalError``."""
+    by_name = {}
+    for layer in layers:
+        by_name.setdefault(layer.name, []).append(layer)
+    for name, same in by_name.items():
+        if len(same) < 2:
+            continue
+        for layer in same:
+            own = next(n for n in (layer.moving_mean, layer.moving_variance, layer.gamma,
+                                   layer.beta, layer.bn_ops[0]) if n)
+            layer.notes.append(f"named {own}: {len(same)} layers' variables share the scope "
+                               f"{name!r}, so the layer is named by its own node")
+            layer.name = own
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise FinderInternalError(f"finder: two BN layers have one name ({', '.join(dup)}); "
+                                  f"each layer must be named by its own variables")
 
 
 def match_norms(ctx):

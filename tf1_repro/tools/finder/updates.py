@@ -5,8 +5,10 @@ its initializer and a checkpoint restore (``RESTORE_SCOPE``, RestoreV2 ancestors
 branch function writes the variable counts as one (TF2 control flow). Where it lives:
 
 * ``"output"``: it runs whenever the layer's output runs (an ancestor of the output or of a
-  normalisation op's output), or rides on it as contrib's ``updates_collections=None`` builds it
-  (``y = tf.cond(training, force_updates, y)``: the output becomes that Merge);
+  normalisation op's output), or rides on it: a tensor that hands the output on unchanged runs it
+  (slim's and contrib's ``updates_collections=None``: ``tf.identity(y)`` under control
+  dependencies on the updates, or ``y = tf.cond(training, force_updates, lambda: y)``; Sonnet's
+  ``update_ops_collection=None``): the output becomes that tensor;
 * ``"UPDATE_OPS"`` / ``"collection:NAME"``: it feeds a member of that collection;
 * ``"separate-op:NAME"``: only the op ``NAME`` runs it (a NoOp grouping it, or a cond's Merge);
 * ``None``: no update op.
@@ -83,12 +85,22 @@ def is_init_or_restore(ctx, write, var_name):
 
 def locate(ctx, writes, norms, output, mode):
     """The ``UpdateLocation`` of a layer's update ``writes`` (``((stat, op), ...)``, not empty),
-    given its normalisation ops ``norms``, its ``output`` tensor and its ``mode``."""
+    given its normalisation ops ``norms``, its ``output`` tensor and its ``mode``.
+
+    An update that is an ancestor of the output, or of a tensor that hands the output on
+    unchanged (``riding_output``), lives at ``output``: running the output runs it. That tensor
+    then is the layer's output."""
     locations, at_prediction, new_output, notes = [], False, None, []
     pred_out = ctx.ancestors(output.op)
     unit_outs = set()
     for u in norms:
         unit_outs |= ctx.ancestors(u.y.op)
+    for _, w in writes:
+        if w.name not in unit_outs and w.name not in pred_out and _collection_of(ctx, w) is None:
+            rider = riding_output(ctx, new_output or output, w)
+            if rider is not None:
+                new_output = rider
+                pred_out = ctx.ancestors(rider.op)
     for _, w in writes:
         if w.name in unit_outs or w.name in pred_out:
             locations.append("output")
@@ -97,12 +109,7 @@ def locate(ctx, writes, norms, output, mode):
             continue
         loc = _collection_of(ctx, w)
         if loc is None:
-            sink = ctx.op(sink_of(ctx, w))
-            if passes_through(ctx, sink, output):
-                new_output = sink.outputs[0]
-                locations.append("output")
-                continue
-            loc = f"separate-op:{sink.name}"
+            loc = f"separate-op:{ctx.op(sink_of(ctx, w)).name}"
         locations.append(loc)
     location = locations[0]
     separate = sorted({loc.split(":", 1)[1] for loc in locations if loc.startswith("separate-op:")})
@@ -115,6 +122,39 @@ def locate(ctx, writes, norms, output, mode):
                 location = preferred
                 break
     return UpdateLocation(location, at_prediction, new_output, tuple(notes))
+
+
+def riding_output(ctx, output, write):
+    """The first tensor (breadth first from ``output``) that hands ``output`` on unchanged and
+    runs ``write``: an Identity with a control dependency on it (slim's and contrib's
+    ``updates_collections=None`` with a Python ``is_training``), or a cond's Merge each of whose
+    branches is ``output`` handed on (``tf.cond(training, force_updates, lambda: y)``); else
+    None. Handing on goes through Identity, Snapshot and a cond's Switch; a tensor inside a cond
+    branch the output is not in (the Identity in ``force_updates``) is not the output, its Merge
+    may be."""
+    def branch(t):
+        return [(p.name, port) for p, port in ctx.switch_path(t)]
+
+    home = branch(output)
+    chain, frontier, seen = {output.op.name}, [output.op], set()
+    while frontier:
+        o = frontier.pop(0)
+        for c in ctx.consumers.get(o.name, []):
+            if c.name in seen:
+                continue
+            if c.type == "Merge":
+                if not all(t.op.name in chain for t in c.inputs):
+                    continue
+            elif c.type not in ("Identity", "Snapshot", "Switch", "RefSwitch") or \
+                    c.inputs[0].op.name not in chain:
+                continue
+            seen.add(c.name)
+            chain.add(c.name)
+            if c.type != "Switch" and write.name in ctx.ancestors(c) and \
+                    branch(c.outputs[0]) == home:
+                return c.outputs[0]
+            frontier.append(c)
+    return None
 
 
 def _collection_of(ctx, write):
@@ -141,16 +181,6 @@ def tf2_notes(writes):
     return ("TF2 control flow: the update runs inside the branch function of "
             f"{', '.join(inside)}; its decay is not read (build the graph under "
             "tf.compat.v1.disable_v2_behavior() to have it read)",)
-
-
-def passes_through(ctx, merge, output):
-    """A cond Merge each of whose branches is ``output`` itself (through Identity/Switch): the
-    updates ride on the layer's output, as ``updates_collections=None`` builds them."""
-    if merge.type != "Merge" or not merge.inputs:
-        return False
-    return all(ctx.strip_switch(t).name == output.name or
-               (t.op.type == "Identity" and ctx.strip_switch(t.op.inputs[0]).name == output.name)
-               for t in merge.inputs)
 
 
 def runs_at_prediction(ctx, write, mode):
