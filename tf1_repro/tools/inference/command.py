@@ -366,7 +366,8 @@ def _write_formats(fmt, formats, graph_def, inputs, outputs, shapes, tmp, input_
 
 
 def _failed_entry(error):
-    return {"path": None, "error": error, "max_abs_diff": None, "within_tolerance": False,
+    return {"path": None, "error": error, "max_abs_diff": None, "max_rel_diff": None,
+            "within_tolerance": False,
             "batch_independent": False, "deterministic": False, "bytes": 0}
 
 
