@@ -8,6 +8,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= 2  # pytest-xdist processes for make test (the suite is CPU-bound: one per core)
 
 .PHONY: venv run-demo test experiments compare bench bench-recalibrate bench-doctor bench-inference clean tensorboard figures screenshots
 
@@ -52,7 +53,7 @@ bench-doctor: $(STAMP)
 	$(PY) -m tf1_repro.bench.doctor --json runs/bench_doctor.json
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf runs .pytest_cache

@@ -21,8 +21,8 @@ API (for any test that needs saved legacy models)::
 ``SUITE[name].build(out_dir) -> path`` makes the artefact in an empty directory
 and returns the path to give ``doctor`` (a checkpoint prefix, a ``.meta`` file,
 a SavedModel directory or a ``.pb`` file). ``suite_artefact`` builds each case
-at most once per pytest session (under the session's basetemp, so several test
-modules share the files).
+at most once per test run (``shared_build``: several test modules, and several
+pytest-xdist workers, share the files).
 
 Every model is a tiny net written the way TF1 code was: a ``tf.placeholder``
 for x, a ``tf.placeholder(tf.bool, name="training")`` (or a
@@ -56,6 +56,8 @@ from tf1_repro.comparisons import export as demo_export
 from tf1_repro.comparisons.implementations import (keras_batch_normalization_class,
                                               tf_layers_batch_normalization)
 from tf1_repro.model import ArticleModel
+
+from shared_build import built_once, shared_folder
 
 FEATURES = 6
 IMAGE = (4, 4, 2)
@@ -499,24 +501,18 @@ SUITE = {c.name: c for c in [
 def build_case(name, base_dir):
     """Build SUITE[name] under base_dir/name unless it is already there; returns its path."""
     case = SUITE[name]
-    out_dir = os.path.join(base_dir, name)
-    done = os.path.join(out_dir, ".path")
-    if os.path.exists(done):
-        with open(done, encoding="utf-8") as f:
-            return f.read()
-    os.makedirs(out_dir, exist_ok=True)
-    with warnings.catch_warnings():  # tf.layers' and tf-keras' deprecation notices
-        warnings.simplefilter("ignore", UserWarning)
-        path = case.build(out_dir)
-    with open(done, "w", encoding="utf-8") as f:
-        f.write(path)
-    return path
+
+    def build(out_dir):
+        with warnings.catch_warnings():  # tf.layers' and tf-keras' deprecation notices
+            warnings.simplefilter("ignore", UserWarning)
+            return case.build(out_dir)
+    return built_once(os.path.join(base_dir, name), build)
 
 
 @pytest.fixture(scope="session")
 def suite_artefact(tmp_path_factory):
     """``suite_artefact(name) -> path``: SUITE[name] built once per session."""
-    base = str(tmp_path_factory.getbasetemp() / "model_suite")
+    base = shared_folder(tmp_path_factory, "model_suite")
 
     def get(name):
         return build_case(name, base)

@@ -25,6 +25,8 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from shared_build import built_once, shared_folder
+
 BATCH = 8
 CLASSES = 5
 STEPS = 3
@@ -119,24 +121,17 @@ REAL = {"slim_inception_v2_two_towers": slim_inception_v2_two_towers,
 
 def build_real(name, base_dir):
     """Build REAL[name] under base_dir/name unless there; (path, info)."""
-    out_dir = os.path.join(base_dir, name)
-    done = os.path.join(out_dir, ".built")
-    if os.path.exists(done):
-        with open(done, encoding="utf-8") as f:
-            path, info = json.load(f)
-            return path, info
-    os.makedirs(out_dir, exist_ok=True)
-    import warnings  # pylint: disable=import-outside-toplevel
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = REAL[name](out_dir)
-    with open(done, "w", encoding="utf-8") as f:
-        json.dump(result, f)
-    return result
+    def build(out_dir):
+        import warnings  # pylint: disable=import-outside-toplevel
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return REAL[name](out_dir)
+    path, info = built_once(os.path.join(base_dir, name), build)
+    return path, info
 
 
 @pytest.fixture(scope="session")
 def real_model(tmp_path_factory):
     """``real_model(name) -> (path, info)``: REAL[name] built once per session."""
-    base = str(tmp_path_factory.getbasetemp() / "real_models")
+    base = shared_folder(tmp_path_factory, "real_models")
     return lambda name: build_real(name, base)

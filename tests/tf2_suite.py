@@ -44,6 +44,8 @@ from typing import FrozenSet, Optional
 import numpy as np
 import pytest
 
+from shared_build import built_once, shared_folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILDER = os.path.join(HERE, "tf2_suite_models.py")
 GROUPS = ("tfk", "k3", "module")
@@ -110,10 +112,8 @@ def build(folder):
 
 @pytest.fixture(scope="session")
 def tf2_suite_folder(tmp_path_factory):
-    folder = str(tmp_path_factory.getbasetemp() / "tf2_suite")
-    if not os.path.isfile(os.path.join(folder, "module.npz")):
-        os.makedirs(folder, exist_ok=True)
-        build(folder)
+    folder = os.path.join(shared_folder(tmp_path_factory, "shared"), "tf2_suite")
+    built_once(folder, build)
     return folder
 
 
