@@ -1,0 +1,110 @@
+"""Which calls of a shared layer training runs, and which update ops each call makes.
+
+A layer whose variables several calls share (two towers, a Keras model called on its own
+``Input`` and again on the user's tensor) has one ``call_mode`` record per call (``layer.call_mode``);
+this module adds what the graph says about each:
+
+* ``trained``: the train op runs the call: one of its normalisation ops is among the data or
+  control ancestors of a train op (``train_ops``). Backprop reads only the calls the loss uses,
+  and the update ops a user wires into the train op are those of the calls they train, so a call
+  no train op reaches is not trained (an evaluation tower, or the unused call of a Keras model on
+  its own ``Input``). A graph without a train op (a frozen or serving graph) trains no call.
+* ``update_ops``: the layer's update ops computed from this call's input: an update belongs to
+  the call whose input it reads (the batch statistics it averages come from that input), the
+  nearest one when it reads several (a call fed by another call's output). An update that reads
+  no call's input belongs to none (it is listed on the layer only).
+"""
+
+import re
+
+# Optimizer ops that apply gradients to a variable (what a train op runs).
+_APPLY = re.compile(r"(Resource)?(Sparse)?Apply\w+")
+
+
+def train_ops(ctx):
+    """Names of the graph's train ops: the ``train_op`` collection's members, else the sinks
+    below the ops that apply gradients (``ApplyGradientDescent``, ``ResourceApplyAdam``, ...);
+    ``[]`` without either."""
+    named = [n for n in ctx.collections.get("train_op", []) if _has_op(ctx, n)]
+    if named:
+        return named
+    graph_ops = ctx.graph.get_operations()
+    applies = [op for op in graph_ops if _APPLY.fullmatch(op.type)]
+    if not applies:
+        return []
+    below = {}
+    for op in graph_ops:  # backprop's ops included: the optimizer's NoOp may sit under them
+        for t in op.inputs:
+            below.setdefault(t.op.name, []).append(op)
+        for c in op.control_inputs:
+            below.setdefault(c.name, []).append(op)
+    seen, stack, sinks = set(), list(applies), []
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        nxt = below.get(op.name, [])
+        if not nxt:
+            sinks.append(op.name)
+        stack.extend(nxt)
+    return sorted(sinks)
+
+
+def trained_names(ctx):
+    """Names of every op a train op depends on (data and control), memoised on ``ctx``."""
+    key = "__trained_names__"
+    if key not in ctx.mode_cache:
+        ops = [ctx.op(n) for n in train_ops(ctx)]
+        ctx.mode_cache[key] = set().union(*(ctx.ancestors(op) for op in ops)) if ops else set()
+    return ctx.mode_cache[key]
+
+
+def is_trained(ctx, site):
+    """Whether a train op runs the call ``site`` (its normalisation ops)."""
+    names = trained_names(ctx)
+    return any(u.op.name in names for u in site)
+
+
+def updates_by_call(ctx, sites, writes):
+    """``[[update op name]]`` per call: each of ``writes`` (``((stat, op), ...)``) on the call
+    whose input it reads (see the module); with one call, every update is its own."""
+    if len(sites) < 2:
+        return [sorted({w.name for _, w in writes})] if sites else []
+    inputs = [ctx.strip_switch(site[0].x).op.name for site in sites]
+    out = [set() for _ in sites]
+    for _, w in writes:
+        hit = _inputs_read(ctx, w, set(inputs))
+        near = [n for n in hit if not any(n != m and n in ctx.ancestors(ctx.op(m)) for m in hit)]
+        for i, name in enumerate(inputs):
+            if name in near:
+                out[i].add(w.name)
+    return [sorted(s) for s in out]
+
+
+def _inputs_read(ctx, write, inputs, limit=200000):
+    """Which of the ops named ``inputs`` the ``write`` depends on (data and control), walking up
+    no further than them and the variables."""
+    hit, seen = set(), set()
+    stack = [t.op for t in write.inputs[1:]] + list(write.control_inputs)
+    while stack and len(seen) < limit:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if op.name in inputs:
+            hit.add(op.name)
+            continue
+        if op.type in ("VariableV2", "VarHandleOp", "Variable", "Const", "Placeholder"):
+            continue
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return hit
+
+
+def _has_op(ctx, name):
+    try:
+        ctx.op(name)
+    except KeyError:
+        return False
+    return True
