@@ -9,7 +9,9 @@ call's input), all read by the finder (``finder.layer``, ``finder.calls``). ``la
 the calls into roles:
 
 * **training** calls: those the train op runs (``trained``), unless they normalise with the moving
-  statistics only (a ``prediction`` call the loss happens to read updates nothing);
+  statistics only (a ``prediction`` call the loss happens to read updates nothing); when the train
+  op runs none (or the graph has no train op), the calls that normalise with the batch's
+  statistics in every mode (``training``);
 * **prediction** calls: those that normalise with the moving statistics at prediction
   (``prediction``, ``switched`` fed its prediction value, ``both``). When the tool knows the
   prediction outputs (``reached``: the ops they depend on), the prediction calls are those the
@@ -82,8 +84,7 @@ def layer_calls(layer, reached=None):
         trained = tuple(i for i, m in enumerate(modes or []) if m.get("trained"))
         return LayerCalls(layer.name, sites, tuple(range(len(sites))), trained, (),
                           "" if len(sites) < 2 else "no per-call modes: every call")
-    training = tuple(i for i, m in enumerate(modes)
-                     if m.get("trained") and m["mode"] != "prediction")
+    training = _trained(modes) or tuple(i for i, m in enumerate(modes) if m["mode"] == "training")
     candidates = [i for i, m in enumerate(modes) if m["mode"] in PREDICTION_MODES]
     prediction, why = (), ""
     if reached is not None:
@@ -118,11 +119,11 @@ def trained_update_ops(layer):
     sites, modes = _records(layer)
     if len(sites) < 2 or modes is None or "update_ops" not in modes[0]:
         return None
-    calls = layer_calls(layer)
-    if not calls.training:
+    trained = _trained(modes)
+    if not trained:
         return None
     on_calls = {name for m in modes for name in m.get("update_ops", ())}
-    kept = {name for i in calls.training for name in modes[i].get("update_ops", ())}
+    kept = {name for i in trained for name in modes[i].get("update_ops", ())}
     return sorted(kept | (set(getattr(layer, "update_ops", ()) or ()) - on_calls))
 
 
@@ -167,6 +168,12 @@ def prefer_prediction_outputs(graph, layers, candidates):
             f"that serve prediction; not " + "; not ".join(f"{n} ({w})" for n, w in left.items())
             + " (--outputs chooses others)")
     return OutputChoice(tuple(kept), left, note)
+
+
+def _trained(modes):
+    """Indices of the calls the train op runs, but those normalising with the moving statistics
+    only (they update nothing)."""
+    return tuple(i for i, m in enumerate(modes) if m.get("trained") and m["mode"] != "prediction")
 
 
 def _op(tensor_name):

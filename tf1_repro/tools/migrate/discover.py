@@ -95,12 +95,15 @@ def _moving_calls(graph, layer, keys, notes):
         return [[layer.input, layer.output]]
     roles = calls.layer_calls(layer)
     sites = [list(c) for c in roles.prediction_sites()]
-    left = [i for i in range(len(roles.sites)) if i not in roles.prediction]
-    if left:
-        notes.append(f"call(s) on {', '.join(roles.sites[i][0] for i in left)} are not checked: "
-                     f"{' and '.join(sorted({'training' if i in roles.training else 'unused' for i in left}))} "
-                     f"call(s) of the shared variables; Keras 3 reproduces the prediction call(s) "
-                     f"({roles.why})")
+    training = [i for i in roles.training if i not in roles.prediction]
+    if training:
+        notes.append(f"call(s) on {', '.join(roles.sites[i][0] for i in training)} normalise with "
+                     f"batch statistics (a training call) and are not checked: Keras 3 prediction "
+                     f"uses the moving statistics")
+    if roles.unused:
+        notes.append(f"call(s) on {', '.join(roles.sites[i][0] for i in roles.unused)} are not "
+                     f"checked: unused call(s) of the shared variables; Keras 3 reproduces the "
+                     f"call(s) that serve prediction ({roles.why})")
     if len(sites) < 2:
         return sites
     stats = {keys["moving_mean"], keys["moving_variance"]}
