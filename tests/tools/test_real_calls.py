@@ -115,47 +115,56 @@ def test_doctor_keras_twice_judges_the_trained_call(real_model):  # pylint: disa
 
 
 def _keras_twice_small(tmp_path, wire):
-    """A Dense -> BatchNormalization tf-keras model on its own Input, called on ``x`` with a
-    ``training`` placeholder; the train op wired to the call's updates when ``wire``. Trained
-    3 steps (its statistics move only when wired)."""
+    """A Conv2D -> BatchNormalization (fused: its update reads the normalisation op itself)
+    tf-keras model on its own Input, called on ``x`` with a
+    ``training`` placeholder; the train op wired to no update (``wire`` "none"), to the call's
+    (``"used"``: ``model.get_updates_for(x)``) or to every call's (``"all"``: ``model.updates``).
+    Trained 3 steps (its statistics move only when wired); with ``"all"`` saved untrained, since
+    running the unused call's updates needs the model's own ``Input`` fed: the graph's structure is
+    what the finder reads."""
     import os  # pylint: disable=import-outside-toplevel
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tf_keras  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(0)
     graph = tf.Graph()
     with graph.as_default():
-        inp = tf_keras.Input((4,))
-        out = tf_keras.layers.BatchNormalization(name="bn")(tf_keras.layers.Dense(3, name="fc")(inp))
+        inp = tf_keras.Input((4, 4, 2))
+        out = tf_keras.layers.BatchNormalization(name="bn")(tf_keras.layers.Conv2D(3, 1, name="fc")(inp))
         model = tf_keras.Model(inp, out)
-        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        x = tf.placeholder(tf.float32, [None, 4, 4, 2], name="x")
         training = tf.placeholder_with_default(False, [], name="training")
         y = tf.identity(model(x, training=training), name="y")
         loss = tf.reduce_mean(tf.square(y - 1.0))
-        with tf.control_dependencies(model.get_updates_for(x) if wire else []):
+        wired = {"none": [], "used": model.get_updates_for(x), "all": model.updates}[wire]
+        assert wire == "none" or wired
+        with tf.control_dependencies(wired):
             train = tf.train.GradientDescentOptimizer(0.1).minimize(loss)
         with tf.Session(graph=graph) as sess:
             sess.run(tf.global_variables_initializer())
-            for _ in range(3):
-                sess.run(train, {x: rng.normal(size=(8, 4)) * 3 + 2, training: True})
+            for _ in range(0 if wire == "all" else 3):
+                sess.run(train, {x: rng.normal(size=(8, 4, 4, 2)) * 3 + 2, training: True})
             return tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
 
 
-@pytest.mark.parametrize("wire", [False, True])
+@pytest.mark.parametrize("wire", ["none", "used", "all"])
 def test_update_ops_missing_from_the_used_call_are_still_found(tmp_path, wire):
     """The true positive: the train op runs the call on ``x`` but not its updates ->
-    update-ops-not-in-train-op on the layer, naming that call's update; wired, nothing."""
+    update-ops-not-in-train-op on the layer, naming that call's update; wired, nothing. Wiring
+    every call's updates (``model.updates``) does not make the unused call a trained one: the
+    layer is still the call on ``x``, switched by ``training``."""
     prefix = _keras_twice_small(tmp_path, wire)
     report = diagnose(prefix, run=False)
     ids = [(f["id"], f["layer"]) for f in report["findings"]]
-    if wire:
+    (layer,) = finder.find(_import(prefix)).bn_layers
+    assert [m["trained"] for m in layer.call_modes] == [False, True]
+    assert layer.input == layer.call_sites[1][0] and layer.mode.name == "training"
+    if wire != "none":
         assert ids == [], report["findings"]
     else:
         assert ("update-ops-not-in-train-op", "bn") in ids
         finding = next(f for f in report["findings"] if f["id"] == "update-ops-not-in-train-op")
-        (layer,) = finder.find(_import(prefix)).bn_layers
         used = layer.call_modes[1]["update_ops"]
-        assert layer.call_modes[1]["trained"] and used
-        assert f"(e.g. {sorted(used)[0]})" in finding["message"]
+        assert used and f"(e.g. {sorted(used)[0]})" in finding["message"]
 
 
 # ---- to-inference

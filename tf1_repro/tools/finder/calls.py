@@ -5,10 +5,12 @@ A layer whose variables several calls share (two towers, a Keras model called on
 this module adds what the graph says about each:
 
 * ``trained``: the train op runs the call: one of its normalisation ops is among the data or
-  control ancestors of a train op (``train_ops``). Backprop reads only the calls the loss uses,
-  and the update ops a user wires into the train op are those of the calls they train, so a call
-  no train op reaches is not trained (an evaluation tower, or the unused call of a Keras model on
-  its own ``Input``). A graph without a train op (a frozen or serving graph) trains no call.
+  control ancestors of a train op (``train_ops``), reached other than through an assign. Backprop
+  reads only the calls the loss uses, so a call no train op reaches is not trained (an evaluation
+  tower, or the unused call of a Keras model on its own ``Input``); the walk does not pass
+  through assigns, so wiring every call's updates into the train op (``model.updates``) does not
+  make an unused call trained. A graph without a train op (a frozen or serving graph) trains no
+  call.
 * ``update_ops``: the layer's update ops computed from this call's input: an update belongs to
   the call whose input it reads (the batch statistics it averages come from that input), the
   nearest one when it reads several (a call fed by another call's output). An update that reads
@@ -16,6 +18,8 @@ this module adds what the graph says about each:
 """
 
 import re
+
+from tf1_repro.graph.ops import WRITE_OPS
 
 # Optimizer ops that apply gradients to a variable (what a train op runs).
 _APPLY = re.compile(r"(Resource)?(Sparse)?Apply\w+")
@@ -52,11 +56,22 @@ def train_ops(ctx):
 
 
 def trained_names(ctx):
-    """Names of every op a train op depends on (data and control), memoised on ``ctx``."""
+    """Names of every op a train op depends on (data and control) other than through an assign
+    (``WRITE_OPS``: a BN update wired into the train op reads its call's batch statistics, but
+    does not make the train op train that call), memoised on ``ctx``."""
     key = "__trained_names__"
     if key not in ctx.mode_cache:
-        ops = [ctx.op(n) for n in train_ops(ctx)]
-        ctx.mode_cache[key] = set().union(*(ctx.ancestors(op) for op in ops)) if ops else set()
+        seen, stack = set(), [ctx.op(n) for n in train_ops(ctx)]
+        while stack:
+            op = stack.pop()
+            if op.name in seen:
+                continue
+            seen.add(op.name)
+            if op.type in WRITE_OPS:
+                continue
+            stack.extend(t.op for t in op.inputs)
+            stack.extend(op.control_inputs)
+        ctx.mode_cache[key] = seen
     return ctx.mode_cache[key]
 
 
