@@ -7,8 +7,8 @@ this module adds what the graph says about each:
 * ``trained``: the train op runs the call: one of its normalisation ops is among the data or
   control ancestors of a train op (``train_ops``), reached other than through an assign. Backprop
   reads only the calls the loss uses, so a call no train op reaches is not trained (an evaluation
-  tower, or the unused call of a Keras model on its own ``Input``); the walk does not pass
-  through assigns, so wiring every call's updates into the train op (``model.updates``) does not
+  tower, or the unused call of a Keras model on its own ``Input``); the walk does not follow a
+  BN update's data inputs, so wiring every call's updates into the train op (``model.updates``) does not
   make an unused call trained. A graph without a train op (a frozen or serving graph) trains no
   call.
 * ``update_ops``: the layer's update ops computed from this call's input: an update belongs to
@@ -21,6 +21,8 @@ import re
 
 from tf1_repro.graph.ops import WRITE_OPS
 
+_STATS, _TRAINED = "__bn_statistics__", "__trained_names__"  # ctx.mode_cache keys
+_REF_PASSING = ("Identity", "RefIdentity", "Switch", "RefSwitch", "Enter", "RefEnter")
 # Optimizer ops that apply gradients to a variable (what a train op runs).
 _APPLY = re.compile(r"(Resource)?(Sparse)?Apply\w+")
 
@@ -55,24 +57,48 @@ def train_ops(ctx):
     return sorted(sinks)
 
 
+def remember_statistics(ctx, groups):
+    """Note on ``ctx`` the names of every layer's moving-statistic variables (read by a
+    normalisation op, or filled by an EMA of its batch statistics) of ``groups``
+    (``grouping.Group``), for ``trained_names``. Call once, before building the layers."""
+    stats = set()
+    for g in groups:
+        stats |= set(g.linked_mean) | set(g.linked_var)
+        for u in g.norms:
+            stats |= {s.op.name for s in u.sources("mean") + u.sources("var")
+                      if s.kind == "variable"}
+    ctx.mode_cache[_STATS] = stats
+
+
 def trained_names(ctx):
-    """Names of every op a train op depends on (data and control) other than through an assign
-    (``WRITE_OPS``: a BN update wired into the train op reads its call's batch statistics, but
-    does not make the train op train that call), memoised on ``ctx``."""
-    key = "__trained_names__"
-    if key not in ctx.mode_cache:
+    """Names of every op a train op depends on (data and control), not following the data
+    inputs of a BN update (a write of a moving statistic noted by ``remember_statistics``): an
+    update wired into the train op reads its call's batch statistics, but does not make the
+    train op train that call. Every other write is followed (``minimize(global_step=...)``'s
+    train op is the step's ``AssignAdd``, behind the gradient updates). Memoised on ``ctx``."""
+    if _TRAINED not in ctx.mode_cache:
+        stats = ctx.mode_cache.get(_STATS, set())
         seen, stack = set(), [ctx.op(n) for n in train_ops(ctx)]
         while stack:
             op = stack.pop()
             if op.name in seen:
                 continue
             seen.add(op.name)
-            if op.type in WRITE_OPS:
+            if op.type in WRITE_OPS and _target(op) in stats:
+                stack.extend(op.control_inputs)
                 continue
             stack.extend(t.op for t in op.inputs)
             stack.extend(op.control_inputs)
-        ctx.mode_cache[key] = seen
-    return ctx.mode_cache[key]
+        ctx.mode_cache[_TRAINED] = seen
+    return ctx.mode_cache[_TRAINED]
+
+
+def _target(write):
+    """The name of the variable op a write assigns (through ref Identity/Switch/Enter)."""
+    t = write.inputs[0] if write.inputs else None
+    while t is not None and t.op.type in _REF_PASSING and t.op.inputs:
+        t = t.op.inputs[0]
+    return t.op.name if t is not None else None
 
 
 def is_trained(ctx, site):
