@@ -59,8 +59,9 @@ def test_keras_twice_layers_take_the_trained_call_and_its_mode_input(real_model)
         assert layer.input == layer.call_sites[1][0]
         assert layer.input.startswith("mobilenetv2_0.35_32/")
         assert layer.mode.name == "training" and layer.update_location == "collection:train_op"
-        assert all(op.startswith("mobilenetv2_0.35_32/") for op in layer.call_modes[1]["update_ops"])
-        assert not any(op.startswith("mobilenetv2_0.35_32/") for op in layer.call_modes[0]["update_ops"])
+        unused, used = (m["update_ops"] for m in layer.call_modes)
+        assert used and all(op.startswith("mobilenetv2_0.35_32/") for op in used)
+        assert unused and not any(op.startswith("mobilenetv2_0.35_32/") for op in unused)
         roles = calls.layer_calls(layer)
         assert (roles.prediction, roles.training, roles.unused) == ((1,), (1,), (0,))
     assert found.prediction_feeds()["training:0"] is False
@@ -129,7 +130,8 @@ def _keras_twice_small(tmp_path, wire):
     graph = tf.Graph()
     with graph.as_default():
         inp = tf_keras.Input((4, 4, 2))
-        out = tf_keras.layers.BatchNormalization(name="bn")(tf_keras.layers.Conv2D(3, 1, name="fc")(inp))
+        h = tf_keras.layers.Conv2D(3, 1, name="fc")(inp)
+        out = tf_keras.layers.BatchNormalization(name="bn")(h)
         model = tf_keras.Model(inp, out)
         x = tf.placeholder(tf.float32, [None, 4, 4, 2], name="x")
         training = tf.placeholder_with_default(False, [], name="training")
