@@ -453,6 +453,9 @@ def _add_doctor(commands):
                    "unknown batch alone becomes 4)")
     p.add_argument("--data", metavar="FILE.npz", help="inputs to run with, arrays named by placeholder")
     p.add_argument("--no-run", action="store_true", help="static checks only: run nothing")
+    p.add_argument("--outputs", metavar="NAME[,NAME...]", help="the prediction outputs to run "
+                   "(default: a SavedModel's signature outputs, else chosen from the graph: what "
+                   "the loss takes from the network, downstream of the calls that serve prediction)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     p.add_argument("--verbose", action="store_true", help="print every finding, one line per "
                    "layer with its fix (default: one line per finding id, its fix once)")
@@ -474,7 +477,8 @@ def _run_doctor(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = doctor.diagnose(args.path, feeds=feeds, input_shapes=shapes, data=args.data,
-                                 run=not args.no_run, signature=args.signature)
+                                 run=not args.no_run, signature=args.signature,
+                                 outputs=args.outputs)
     print(doctor.format_report(report, verbose=args.verbose))
     _write_json(args.json, report)
     return 0 if report["healthy"] else 1

@@ -24,7 +24,9 @@ frozen graph's Consts):
 * ``update-ops-not-in-train-op``: a train op exists (the ``train_op`` collection,
   or else the sinks of the ops that apply gradients) and an update of a moving
   statistic (a writer the finder found, or a member of ``UPDATE_OPS``) is not
-  among its data or control ancestors.
+  among its data or control ancestors. A layer shared by several calls is judged
+  call by call: only the updates of the calls the train op runs count
+  (``tools.calls.trained_update_ops``; an unused call's never run).
 * ``stats-not-finite`` / ``variance-not-positive``: NaN/inf in a statistic /
   a moving variance < 0, or 0 on every channel.
 * ``dead-channel`` (warning): a moving variance exactly 0 on some channels only (a
@@ -58,7 +60,9 @@ run). Only
 the ancestors of the prediction outputs run: a SavedModel's signature outputs,
 a frozen graph's sinks, or, in a training graph, the tensors the loss takes
 from the network (those that depend on the inputs but not on the labels, outside
-``gradients/``). Inputs are random N(0, 1) batches shaped by their placeholders
+``gradients/``); with BN layers shared by several calls, those downstream of the calls that
+serve prediction (``tools.calls``: an evaluation tower's, not a training tower's), with a note;
+``outputs`` (``--outputs``) replaces them. Inputs are random N(0, 1) batches shaped by their placeholders
 (an unknown batch dimension is 4), the mode inputs get
 ``prediction_feeds()`` (training False, keep_prob 1.0, rate 0, learning phase 0)
 and ``feeds`` override them. With every variable a run writes reset to its

@@ -22,7 +22,8 @@ class Layer:
     ``call_sites`` is None for a layer found from variable names (no graph: the report has no
     such key); ``zero_initialised`` is known only from names (the article's naming), else None
     and read from the initializers by ``ema-zero-bias``. ``zero_debias``, ``update_ops`` and
-    ``stats_at_prediction`` are the finder's ``BNLayer`` fields (None/() without a graph)."""
+    ``stats_at_prediction`` and ``call_modes`` are the finder's ``BNLayer`` fields (None/() without
+    a graph)."""
 
     name: str
     kind: str
@@ -41,6 +42,7 @@ class Layer:
     zero_debias: Optional[bool] = None
     update_ops: Tuple[str, ...] = ()
     stats_at_prediction: Optional[bool] = None
+    call_modes: Optional[list] = None  # the finder's, one record per call (not reported)
 
     def statistic(self, role):
         """The variable name of ``role`` ("moving_mean" or "moving_variance")."""
@@ -113,7 +115,8 @@ def find(doc):
                     update_location=b.update_location, call_sites=list(b.call_sites),
                     zero_initialised=None, zero_debias=b.zero_debias,
                     update_ops=tuple(b.update_ops),
-                    stats_at_prediction=b.statistics_used_at_prediction)
+                    stats_at_prediction=b.statistics_used_at_prediction,
+                    call_modes=[dict(m) for m in b.call_modes])
               for b in result.bn_layers]
     dropouts = [Dropout(d.name, d.kind, d.keep_prob, d.convention,
                         d.mode.to_dict() if d.mode else None, d.output) for d in result.dropouts]

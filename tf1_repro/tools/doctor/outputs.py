@@ -2,7 +2,8 @@
 
 A SavedModel's signature outputs; else, from the graph's structure, the tensors the network
 hands on (what the loss takes from it): those that depend on the inputs but not on the labels,
-outside ``gradients/``. A tensor inside a v1 tf.cond branch, one with a write (or a call of a
+outside ``gradients/``; with BN layers shared by several calls, those downstream of the calls
+that serve prediction (``tools.calls``). A tensor inside a v1 tf.cond branch, one with a write (or a call of a
 function that writes) among its data ancestors, or a read that waits on a write is an update's
 result, not an output; when another output does not, one whose run performs a write outside every
 cond branch is not chosen either (DCGAN's training tower).
@@ -10,6 +11,7 @@ cond branch is not chosen either (DCGAN's training tower).
 
 from tf1_repro.graph import ops as graph_ops
 from tf1_repro.graph import walk
+from tf1_repro.tools import calls
 from tf1_repro.tools.doctor.artefact import GRADIENTS
 
 _NOT_OUTPUTS = frozenset(graph_ops.WRITE_OPS) | frozenset(graph_ops.VARIABLE_OPS) | {
@@ -17,8 +19,13 @@ _NOT_OUTPUTS = frozenset(graph_ops.WRITE_OPS) | frozenset(graph_ops.VARIABLE_OPS
     "Switch", "RefSwitch", "ScalarSummary", "HistogramSummary", "MergeSummary", "ImageSummary"}
 
 
-def prediction_outputs(doc, layers, dropouts, mode_names):  # pylint: disable=too-many-locals
+def prediction_outputs(doc, layers, dropouts, mode_names, notes=None):  # pylint: disable=too-many-locals
     """The tensors to run: signature outputs, frozen sinks, or what the loss takes from the net.
+
+    When BN layers are shared by several calls (towers), the candidates downstream of a call
+    that does not serve prediction (a training tower's ``is_training=True`` call, an unused
+    call) are left out while others remain (``tools.calls.prefer_prediction_outputs``); a note
+    (appended to ``notes``) says so when that changes the choice.
 
     One walk over the forward graph, kept whole: splitting it would pass its consumer maps and
     regions between functions for no reader's gain."""
@@ -68,6 +75,14 @@ def prediction_outputs(doc, layers, dropouts, mode_names):  # pylint: disable=to
             continue  # an update's result (never a frontier BN Merge with both branches' outputs)
         (frontier if leaves else sinks).append(op.outputs[0].name)
     chosen = frontier or sinks
+    choice = calls.prefer_prediction_outputs(graph, layers, frontier + sinks)
+    if choice.note:
+        served = [n for n in frontier if n in choice.outputs] or \
+            [n for n in sinks if n in choice.outputs]
+        if served != chosen:
+            chosen = served
+            if notes is not None:
+                notes.append(choice.note)
     clean = [n for n in chosen if not _runs_writes(graph.get_tensor_by_name(n).op, writers)]
     return clean or chosen  # when every output writes, running them shows updates-on-inference
 

@@ -19,7 +19,8 @@ from tf1_repro.tools.doctor.settings import settings
 from tf1_repro.tools.tf2_findings import KerasLayer
 
 
-def diagnose(path, feeds=None, input_shapes=None, data=None, run=True, signature=None):
+def diagnose(path, feeds=None, input_shapes=None, data=None, run=True, signature=None,
+             outputs=None):
     """The doctor's report on the artefact at ``path`` (see the package docstring).
 
     Returns a dict with source, format, bn_layers, dropouts, findings (id,
@@ -27,11 +28,13 @@ def diagnose(path, feeds=None, input_shapes=None, data=None, run=True, signature
     dynamic checks ran) and notes. Raises DoctorError (one line) for an
     unreadable artefact or a bad argument. ``signature`` picks a SavedModel's signature (TF2
     ones: default ``serving_default``); TF2 SavedModels and Keras files add signature,
-    signatures, keras_layers and writes (``tf2_findings``) and the reader's notes.
+    signatures, keras_layers and writes (``tf2_findings``) and the reader's notes. ``outputs``
+    (tensor names, or a comma-separated string) replaces the outputs the dynamic checks run.
     """
-    s = settings(path, feeds, input_shapes, data, run, signature)
+    s = settings(path, feeds, input_shapes, data, run, signature, outputs)
     doc = artefact.load(s.path, s.signature)
     found = found_layers.find(doc)
+    runs.check_outputs(doc, s.outputs)
     given = inputs.resolve_feeds(doc, s)  # checked the same with and without a run
     notes = list(doc.art.notes) + found.notes
     found.notes = notes

@@ -150,6 +150,22 @@ def three_runs(sess, fetch, feeds, batch, state, outputs, how, notes, statistics
     return Run(how, changed, differ, dependent)
 
 
+def check_outputs(doc, outputs):
+    """Refuse ``--outputs`` that name no tensor of the artefact's graph (``DoctorError``); an
+    artefact without a graph takes none."""
+    if not outputs:
+        return
+    if doc.graph_def is None:
+        raise DoctorError(f"{WHERE}: --outputs needs a graph (a .meta, SavedModel or frozen "
+                          f"graph), got {doc.format} {doc.source} without one")
+    for name in outputs:
+        op, _, port = name.partition(":")
+        node = doc.nodes.get(op)
+        if node is None or not port.isdigit():
+            raise DoctorError(f"{WHERE}: --outputs must name tensors of the graph, got {name!r} "
+                              f"({'no such node' if node is None else 'not a tensor name'})")
+
+
 def make_plan(doc, s, found, given):  # pylint: disable=too-many-locals
     """``Plan`` from the graph alone (nothing runs); None with a note when there is nothing safe
     to run.
@@ -161,7 +177,14 @@ def make_plan(doc, s, found, given):  # pylint: disable=too-many-locals
     with a note saying why."""
     graph, result, notes = doc.graph, found.result, found.notes
     mode_names = {m.name for m in result.mode_inputs} if result else set()
-    outputs = prediction_outputs(doc, found.layers, found.dropouts, mode_names)
+    for name in s.outputs:
+        try:
+            graph.get_tensor_by_name(name)
+        except (KeyError, ValueError):
+            raise DoctorError(f"{WHERE}: --outputs must name tensors of the graph, got {name!r} "
+                              f"(its op has no such output)") from None
+    outputs = list(s.outputs) or prediction_outputs(doc, found.layers, found.dropouts,
+                                                    mode_names, notes)
     if not outputs:
         notes.append("not run: no prediction output found")
         return None

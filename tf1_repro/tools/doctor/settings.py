@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -21,17 +21,27 @@ class Settings:
     data: dict
     run: bool
     signature: Optional[str] = None
+    outputs: Tuple[str, ...] = ()  # --outputs: tensor names that replace the chosen outputs
 
 
-def settings(path, feeds=None, input_shapes=None, data=None, run=True, signature=None):
+def settings(path, feeds=None, input_shapes=None, data=None, run=True, signature=None,
+             outputs=None):
     """Check ``diagnose``'s arguments; ``DoctorError`` names the bad one.
 
     feeds: ``{name: value}`` (node or tensor name; bool, number or text
     "true"/"false"/number); input_shapes: ``{name: tuple of positive ints}``;
-    data: an ``.npz`` path or ``{name: array}``; signature: a SavedModel signature name.
+    data: an ``.npz`` path or ``{name: array}``; signature: a SavedModel signature name;
+    outputs: tensor or op names (an op name means its output 0) to run instead of the outputs
+    the doctor chooses (checked against the graph when it is read: ``runs.check_outputs``).
     """
     if signature is not None and (not isinstance(signature, str) or not signature):
         raise DoctorError(f"{WHERE}: --signature must be a signature name, got {signature!r}")
+    if isinstance(outputs, str):
+        outputs = [n.strip() for n in outputs.split(",")]
+    outputs = tuple(outputs or ())
+    if any(not isinstance(n, str) or not n for n in outputs):
+        raise DoctorError(f"{WHERE}: --outputs must be tensor names (NAME[,NAME...]), got "
+                          f"{list(outputs)!r}")
     if not isinstance(path, (str, os.PathLike)):
         raise DoctorError(f"{WHERE}: PATH must be a path, got {type(path).__name__}")
     checked = {}
@@ -63,7 +73,8 @@ def settings(path, feeds=None, input_shapes=None, data=None, run=True, signature
     elif data is not None and not isinstance(data, dict):
         raise DoctorError(f"{WHERE}: --data must be an .npz file or a dict, got "
                           f"{type(data).__name__}")
-    return Settings(os.fspath(path), checked, shapes, dict(data or {}), bool(run), signature)
+    return Settings(os.fspath(path), checked, shapes, dict(data or {}), bool(run), signature,
+                    tuple(n if ":" in n else n + ":0" for n in outputs))
 
 
 def load_data(path):

@@ -40,11 +40,16 @@ with ``tf.cond``-selected constants taken in training mode. Where an update live
   a Keras layer's updates in a TF1 graph, ``ema.apply`` kept aside);
 * ``None``: no update op (a frozen graph, or statistics never updated).
 
-**Calls.** A layer whose variables several calls share (two towers, ``reuse=True``)
-lists each call's ``[input, output]`` in ``call_sites`` and its mode in ``call_modes``
-(``prediction``, ``training``, ``switched`` by a mode input, ``both``); the layer's
-``input``/``output`` are those of the call that runs in prediction mode, else of the
-first switched one, with a note.
+**Calls.** A layer whose variables several calls share (two towers, ``reuse=True``, a Keras
+model called on its own ``Input`` and again on the user's tensor) lists each call's
+``[input, output]`` in ``call_sites`` and in ``call_modes`` its mode (``prediction``,
+``training``, ``switched`` by a mode input, ``both``), whether a train op runs it (``trained``)
+and the update ops computed from its input (``update_ops``; ``calls``). The layer's
+``input``/``output`` are those of the call that runs in prediction mode, else of the first
+switched one the train op runs, else of the first switched one (``layer.call_key``), with a
+note; a chosen switched call's mode input is the layer's ``mode``, and its updates (those of
+the calls the train op runs) say where the layer's updates live. Which call each tool uses is
+``tf1_repro.tools.calls``' rule.
 
 **Mode.** The predicate of the ``tf.cond`` that selects the statistics (or the
 input of the fused ops) is traced to a bool ``Placeholder``, a
@@ -62,7 +67,7 @@ to its placeholder or Const.
 **Code map.** Each form of batch norm and of dropout is a registered pattern in ``patterns/``
 (one module each, tried in ``patterns.BN_PATTERN_MODULES`` / ``DROPOUT_PATTERN_MODULES`` order);
 the analyses after a match are modules that take and return frozen dataclasses: ``grouping``
-(layers, calls), ``parameters``, ``layer_mode``, ``updates`` (update ops and where they live),
+(layers, calls), ``calls`` (which calls a train op runs, each call's updates), ``parameters``, ``layer_mode``, ``updates`` (update ops and where they live),
 ``decay`` (decay, schedule cap, zero-debias), ``estimator``, ``control_flow`` (TF2 notes),
 ``dropout``; ``layer`` and ``pipeline`` put them together. ``context.GraphContext`` is the
 read-only graph with memoised walks (``consts`` memoises its evaluations there too: every walk is linear

@@ -7,7 +7,8 @@ The kind is the pattern's (``fused``, ``global_normalization``, ``batch_normaliz
 switched by a mode tensor that selects batch statistics in training and the moving ones at
 prediction; batch renormalisation is always ``batch_normalization``."""
 
-from tf1_repro.tools.finder import decay, estimator, grouping, layer_mode, parameters, updates
+from tf1_repro.tools.finder import (calls, decay, estimator, grouping, layer_mode, parameters,
+                                    updates)
 from tf1_repro.tools.finder.model import BNLayer
 
 
@@ -17,8 +18,12 @@ def build_layer(ctx, group):
     params = parameters.read_parameters(ctx, group)
     notes = list(params.notes)
     sites = grouping.call_sites(ctx, norms)
+    writes = updates.stat_writes(ctx, params.stats)
     call_modes = [call_mode(ctx, site) for site in sites]
-    index = min(range(len(sites)), key=lambda i: (CALL_RANK[call_modes[i]["mode"]], i))
+    for record, site, own in zip(call_modes, sites, calls.updates_by_call(ctx, sites, writes)):
+        record["trained"] = calls.is_trained(ctx, site)
+        record["update_ops"] = own
+    index = min(range(len(sites)), key=lambda i: call_key(call_modes, i))
     chosen = sites[index]
     x = ctx.strip_switch(chosen[0].x)
     output = grouping.call_output(ctx, chosen)
@@ -35,13 +40,16 @@ def build_layer(ctx, group):
         notes.append(f"the normalisation ops use different epsilons {eps_values}; reporting the "
                      f"prediction path's")
     mode = layer_mode.layer_mode(ctx, norms)
+    if len(sites) > 1 and call_modes[index]["mode"] == "switched" and mode.mode is not None and \
+            mode.mode.name != call_modes[index]["mode_input"]:
+        mode = layer_mode.layer_mode(ctx, chosen)  # the chosen call's own switch
     eps = eps_values[0]
     if mode.mode is not None and len(eps_values) > 1:
         pred_norms = [u for u in norms if not u.batch]
         eps = pred_norms[0].eps if pred_norms else eps
 
-    writes = updates.stat_writes(ctx, params.stats)
-    place, summary = _updates(ctx, writes, norms, output, params, mode)
+    place, summary = _updates(ctx, _located_writes(writes, call_modes), norms, output, params,
+                              mode)
     notes += list(place.notes) + list(updates.tf2_notes(writes)) + list(summary.notes)
     if place.output is not None:  # the updates ride on a tensor that hands the output on
         call_sites = [[c[0], place.output.name if c[1] == output.name else c[1]]
@@ -68,8 +76,30 @@ def build_layer(ctx, group):
                    call_sites=call_sites, call_modes=call_modes, bn_ops=[u.op.name for u in norms], notes=notes)
 
 
-# Which call of a shared layer is its input/output: the first, in graph order, of the best rank.
+# Which call of a shared layer is its input/output: the best rank, then a call the train op
+# trains before one it does not, then the first in graph order (``call_key``).
 CALL_RANK = {"prediction": 0, "switched": 1, "both": 2, "training": 3}
+
+
+def call_key(call_modes, i):
+    """The sort key of call ``i`` (records of ``call_mode`` with ``trained``): its mode's
+    ``CALL_RANK``, then trained first, then graph order. Among calls of one rank, the one the
+    train op runs is the one that matters: a switched call that is trained serves prediction
+    too (its mode input fed its prediction value), while an untrained twin (a Keras model's own
+    call on its ``Input``, left unused) serves neither."""
+    record = call_modes[i]
+    return CALL_RANK[record["mode"]], not record.get("trained", False), i
+
+
+def _located_writes(writes, call_modes):
+    """The update ops whose place is the layer's ``update_location``: those of the calls the
+    train op runs when one of them has updates (the updates of an unused call, which no train op
+    runs, do not say where the layer's live), else every one."""
+    trained = {name for record in call_modes if record.get("trained")
+               for name in record.get("update_ops", ())}
+    if len(call_modes) < 2 or not trained:
+        return writes
+    return tuple((stat, w) for stat, w in writes if w.name in trained) or writes
 
 
 def call_mode(ctx, site):
@@ -101,9 +131,9 @@ def _why(chosen):
     """Why the call ``chosen`` (a ``call_mode``) is the layer's input and output."""
     return {"prediction": "the call that runs in prediction mode (a Python False or "
                           "is_training=False)",
-            "switched": f"the first call switched by a mode input ({chosen['mode_input']}, fed "
-                        f"its prediction value at prediction); no call runs in prediction mode "
-                        f"alone",
+            "switched": f"the first call {'the train op runs, ' if chosen.get('trained') else ''}"
+                        f"switched by a mode input ({chosen['mode_input']}, fed its prediction "
+                        f"value at prediction); no call runs in prediction mode alone",
             "both": "the first call that builds both modes on one input; no call runs in "
                     "prediction mode alone",
             "training": "the first call; every call runs in training mode"}[chosen["mode"]]

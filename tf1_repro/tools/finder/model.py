@@ -34,10 +34,13 @@ class BNLayer:
     """One batch-norm layer. Variable fields hold node names (a variable op or a Const).
 
     ``call_sites``: ``[input, output]`` of each call of the layer's variables (two towers: two);
-    ``call_modes``: for each, ``{"input", "mode", "mode_input"}``, ``mode`` one of
-    ``prediction``, ``training``, ``switched``, ``both`` (see ``layer.call_mode``). ``input`` and
-    ``output`` are those of the call that runs in prediction mode, else of the first switched
-    one; a note says which and why."""
+    ``call_modes``: for each, ``{"input", "mode", "mode_input", "trained", "update_ops"}``,
+    ``mode`` one of ``prediction``, ``training``, ``switched``, ``both`` (see
+    ``layer.call_mode``), ``trained`` whether a train op runs the call and ``update_ops`` the
+    layer's update ops computed from that call's input (``calls``). ``input`` and ``output`` are
+    those of the call that runs in prediction mode, else of the first switched one a train op
+    runs, else of the first switched one (``layer.call_key``); a note says which and why.
+    ``update_ops`` lists every call's updates."""
 
     name: str
     kind: str

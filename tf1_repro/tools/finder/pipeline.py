@@ -2,7 +2,7 @@
 into layers (``Group``s), build each ``BNLayer``, find the dropouts, then collect the mode inputs
 and the graph-wide notes into ``Findings``."""
 
-from tf1_repro.tools.finder import control_flow, grouping
+from tf1_repro.tools.finder import calls, control_flow, grouping
 from tf1_repro.tools.finder.dropout import find_dropouts
 from tf1_repro.tools.finder.layer import build_layer
 from tf1_repro.tools.finder.model import PREDICTION_VALUES, Findings, ModeInput
@@ -14,7 +14,9 @@ _PLACEHOLDER_SOURCES = ("placeholder", "placeholder_with_default")
 def run(ctx):
     """The ``Findings`` of the graph in ``ctx``."""
     norms, notes = match_norms(ctx)
-    layers = [build_layer(ctx, group) for group in grouping.group(ctx, norms)]
+    groups = grouping.group(ctx, norms)
+    calls.remember_statistics(ctx, groups)
+    layers = [build_layer(ctx, group) for group in groups]
     layers.sort(key=lambda layer: ctx.order.get(layer.bn_ops[0], 0))
     unique_names(layers)
     dropouts = find_dropouts(ctx)

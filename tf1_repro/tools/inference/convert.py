@@ -55,7 +55,12 @@ def simplify(graph_def, outputs, keep=()):
 
 
 def _bound_feeds(graph, outputs, findings, inputs, feeds):
-    """(outputs, inputs, {placeholder: prediction value}) checked against the graph."""
+    """(outputs, inputs, {placeholder: prediction value}) checked against the graph.
+
+    Only the placeholders the outputs depend on are bound: a mode input of a call the outputs
+    do not use (a Keras model's ``keras_learning_phase`` when the served call is switched by the
+    user's ``training``) is pruned away with that call, so binding it would name a node the
+    pruned graph does not hold. A ``--feed`` must still name a placeholder of the graph."""
     original = graph.as_graph_def()
     outputs = plan.check_names(graph, outputs, "--outputs", original)
     bound = {node_name(k): v for k, v in findings.prediction_feeds().items()}
@@ -64,13 +69,15 @@ def _bound_feeds(graph, outputs, findings, inputs, feeds):
         inputs = plan.check_names(graph, inputs, "--inputs", original)
         for i in inputs:
             bound.pop(node_name(i), None)
-    plan.refuse_unbound(findings, bound, inputs or [], prune(original, outputs))
+    needed = prune(original, outputs)
+    plan.refuse_unbound(findings, bound, inputs or [], needed)
     by_name = nodes_by_name(original)
     for name in bound:
         if name not in by_name or by_name[name].op not in PLACEHOLDER_OPS:
             got = by_name[name].op if name in by_name else "no such node"
             raise InferenceError(f"--feed: {name} must be a placeholder of the graph, got {got}")
-    return outputs, inputs, bound
+    present = nodes_by_name(needed)
+    return outputs, inputs, {name: v for name, v in bound.items() if name in present}
 
 
 def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True, fixes=None):

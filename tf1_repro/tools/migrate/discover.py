@@ -10,7 +10,7 @@ import numpy as np
 
 from tf1_repro.graph import artefacts, walk
 from tf1_repro.graph.control_flow import tf2_control_flow
-from tf1_repro.tools import naming
+from tf1_repro.tools import calls, naming
 from tf1_repro.tools.finder import decay
 from tf1_repro.tools.migrate.common import (
     DEFAULT_EPSILON, DEFAULT_MOMENTUM, ROLES, WEIGHTS, MigrateError, nice)
@@ -85,13 +85,25 @@ def _graph_layers(art, variables):
 
 
 def _moving_calls(graph, layer, keys, notes):
-    """The calls of a layer (``[input, output]`` each) that Keras 3 must reproduce: when its
-    variables are shared by several calls and some read the moving statistics (the variables
-    are data inputs of the call's output) while others do not (a training tower normalising
-    with batch statistics, e.g. DCGAN's ``batch_norm(train=True)``), only the former, with a
-    note naming the others."""
-    sites = [list(c) for c in layer.call_sites] if len(layer.call_sites) > 1 \
-        else [[layer.input, layer.output]]
+    """The calls of a layer (``[input, output]`` each) that Keras 3 must reproduce: its
+    prediction calls (``tools.calls``: not a training tower's ``is_training=True`` call, nor the
+    unused twin of a trained switched call), with a note naming the others; then, when several
+    remain and some read the moving statistics (the variables are data inputs of the call's
+    output) while others do not (a training tower normalising with batch statistics, e.g.
+    DCGAN's ``batch_norm(train=True)``), only the former, with a note naming the others."""
+    if len(layer.call_sites) < 2:
+        return [[layer.input, layer.output]]
+    roles = calls.layer_calls(layer)
+    sites = [list(c) for c in roles.prediction_sites()]
+    training = [i for i in roles.training if i not in roles.prediction]
+    if training:
+        notes.append(f"call(s) on {', '.join(roles.sites[i][0] for i in training)} normalise with "
+                     f"batch statistics (a training call) and are not checked: Keras 3 prediction "
+                     f"uses the moving statistics")
+    if roles.unused:
+        notes.append(f"call(s) on {', '.join(roles.sites[i][0] for i in roles.unused)} are not "
+                     f"checked: unused call(s) of the shared variables; Keras 3 reproduces the "
+                     f"call(s) that serve prediction ({roles.why})")
     if len(sites) < 2:
         return sites
     stats = {keys["moving_mean"], keys["moving_variance"]}

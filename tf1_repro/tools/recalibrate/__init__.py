@@ -10,9 +10,13 @@ prediction value in the graph (it is the training keep_prob): recalibrate refuse
 until ``--feed NAME=VALUE`` gives it. The report lists every feed used.
 
 A BN layer whose variables are shared by several calls (towers built with
-``reuse=True``; ``BNLayer.call_sites``) gets the moments of all its calls' inputs
+``reuse=True``; ``BNLayer.call_sites``) gets the moments of its prediction calls' inputs
 pooled into one population (Chan's rule over the calls), since one pair of moving
-statistics normalises every call; each call's output is checked on its own.
+statistics normalises every such call; each call's output is checked on its own. The
+prediction calls are ``tools.calls``' (every call but a training tower's, which normalises
+with the batch's statistics even at prediction, and an unused call: the untrained twin of a
+trained switched call, such as a Keras model's call on its own ``Input``); only their inputs'
+placeholders are asked for, and a note names the calls left out.
 Pooling includes the spread between the calls' means, which an EMA of per-batch
 variances would miss; it is the variance of what the layer sees over the data.
 A call whose input depends on the layer's own output (recurrent reuse) is refused.

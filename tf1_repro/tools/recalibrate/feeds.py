@@ -40,14 +40,18 @@ class Feeds:
 def plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
     """Which tensors get constants, which get data; RecalibrateError for what cannot be fed.
 
-    Mode inputs get their prediction values (``found.prediction_feeds()``); a vanilla dropout's
-    keep_prob has none (``graph.feeds.unbound_mode_inputs``) and must come from ``--feed``.
+    Mode inputs the fetches depend on get their prediction values (``found.prediction_feeds()``;
+    one that only an unused call reads, such as a Keras model's ``keras_learning_phase`` beside
+    the user's ``training``, is neither fed nor reported); a vanilla dropout's keep_prob has none
+    (``graph.feeds.unbound_mode_inputs``) and must come from ``--feed``.
     """
     constant = {}
     unbound = feeds.unbound_mode_inputs(found)
+    above = walk.ancestors([t.op for t in fetch_tensors], control=True)
     for name, value in found.prediction_feeds().items():
-        if name.split(":")[0] not in unbound:
-            constant[tensor_named(graph, name, "a mode input")] = value
+        tensor = tensor_named(graph, name, "a mode input")
+        if name.split(":")[0] not in unbound and tensor.op in above:
+            constant[tensor] = value
     given = set()
     for name, value in (user_feeds or {}).items():
         tensor = tensor_named(graph, name, "--feed NAME")
@@ -57,7 +61,6 @@ def plan_feeds(graph, data, found, user_feeds, fetch_tensors, labels):
             raise RecalibrateError(f"{WHERE}: --feed {name} must be a {tensor.dtype.name}, got "
                                    f"{value!r}") from None
         given.add(tensor)
-    above = walk.ancestors([t.op for t in fetch_tensors], control=True)
     for name, what in sorted(unbound.items()):
         tensor = tensor_named(graph, name, "a mode input")
         if tensor not in constant and tensor.op in above:

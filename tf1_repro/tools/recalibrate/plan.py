@@ -10,13 +10,34 @@ import tensorflow.compat.v1 as tf
 
 from tf1_repro.graph import artefacts, walk
 from tf1_repro.graph.ops import VARIABLE_OPS
+from tf1_repro.tools import calls
 from tf1_repro.tools.recalibrate.common import SCOPE, WHERE, RecalibrateError, has_op
 from tf1_repro.tools.recalibrate.moments import ChannelMoments
 
 
 def call_sites(layer):
-    """[(input, output)] of every call of a finder layer (one unless its variables are shared)."""
-    return [tuple(site) for site in (layer.call_sites or [])] or [(layer.input, layer.output)]
+    """[(input, output)] of the calls of a finder layer whose moments make its statistics: its
+    prediction calls (``tools.calls``): every call but a training tower's (``is_training=True``,
+    batch statistics at prediction too) and the untrained twin of a trained switched call (a
+    Keras model's unused call on its own ``Input``); one unless its variables are shared."""
+    return [tuple(site) for site in calls.prediction_sites(layer)]
+
+
+def left_out_note(narrowed):
+    """One note for the shared layers (``tools.calls.LayerCalls``) whose statistics come from
+    some of their calls only: how many, which calls were left out and why, with the first as an
+    example."""
+    training = sum(len(set(c.training) - set(c.prediction)) for c in narrowed)
+    unused = sum(len(c.unused) for c in narrowed)
+    first = narrowed[0]
+    left = [i for i in range(len(first.sites)) if i not in first.prediction]
+    counts = ", ".join(part for part in (f"{training} training call(s)" if training else "",
+                                         f"{unused} unused call(s)" if unused else "") if part)
+    return (f"{len(narrowed)} shared BN layer(s) recalibrated on their prediction calls only "
+            f"({first.why}); left out {counts}; e.g. {first.name}: used "
+            f"{', '.join(x for x, _ in first.prediction_sites())}, left out "
+            + ", ".join(f"{first.sites[i][0]} ({'training' if i in first.training else 'unused'})"
+                        for i in left))
 
 
 def depths(graph, layers):
@@ -106,7 +127,7 @@ def prepare_layers(graph, reader, found, notes):
     """The recalibratable layers with their checkpoint values; RecalibrateError if none."""
     names = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
-    layers = []
+    layers, narrowed = [], []
     for info in found.bn_layers:
         if info.moving_mean is None or info.moving_variance is None or \
                 info.statistics_used_at_prediction is False:
@@ -144,11 +165,14 @@ def prepare_layers(graph, reader, found, notes):
             old_mean=reader.get_tensor(info.moving_mean).astype(np.float64).reshape(-1),
             old_var=reader.get_tensor(info.moving_variance).astype(np.float64).reshape(-1),
             gamma=gamma, beta=beta, epsilon=float(epsilon)))
-        sites = call_sites(info)
+        roles = calls.layer_calls(info)
+        sites = roles.prediction_sites()
         if len(sites) > 1:
             notes.append(f"{info.name}: variables shared by {len(sites)} calls (inputs "
                          f"{', '.join(x for x, _ in sites)}): statistics pooled over every call's inputs "
                          f"(one population), each call's output checked")
+        if len(sites) < len(roles.sites):
+            narrowed.append(roles)
         if any("renormalisation" in note for note in info.notes):
             notes.append(f"{info.name}: batch renormalisation: prediction reads the moving mean and "
                          f"variance (recalibrated); its renorm variables (e.g. moving_stddev) are kept, and "
@@ -157,6 +181,8 @@ def prepare_layers(graph, reader, found, notes):
             notes.append(f"{info.name}: no update op shows what its moving variance averages; stored "
                          + ("M2/(n-1), the fused kernel's Bessel-corrected convention" if info.kind == "fused"
                             else "the biased population variance M2/n"))
+    if narrowed:
+        notes.append(left_out_note(narrowed))
     if not layers:
         raise RecalibrateError(f"{WHERE}: PATH must hold BN layers that normalise with moving statistics "
                                f"at prediction, got {len(found.bn_layers)} BN layer(s), all using batch "

@@ -3,6 +3,7 @@ train op."""
 
 import re
 
+from tf1_repro.tools import calls
 from tf1_repro.tools.doctor.base import ERROR, UPDATE_OPS_FIX, Check, register
 
 
@@ -11,7 +12,10 @@ class UpdateOpsNotInTrainOp(Check):
     """Rule: a train op exists (the ``train_op`` collection, or else the sinks of the ops that
     apply gradients) and an update of a moving statistic (a writer the finder found, or a member
     of ``UPDATE_OPS`` no layer's finding covers) is not among its data or control ancestors. An
-    assign of a Const (a one-off ``mv.assign([...])`` saved in the graph) is not a BN update."""
+    assign of a Const (a one-off ``mv.assign([...])`` saved in the graph) is not a BN update.
+    A layer shared by several calls is judged call by call: only the updates of the calls the
+    train op runs must run with it (``tools.calls.trained_update_ops``); an unused call's (a
+    Keras model's call on its own ``Input``) never run and need not."""
 
     id = "update-ops-not-in-train-op"
     severity = ERROR
@@ -24,8 +28,9 @@ class UpdateOpsNotInTrainOp(Check):
             return
         ran = doc.ancestors(trains)
         for layer in ctx.layers:
-            missing = sorted(op for op in layer.update_ops if op not in ran and
-                             not constant_assign(doc, op))
+            judged = calls.trained_update_ops(layer)
+            missing = sorted(op for op in (layer.update_ops if judged is None else judged)
+                             if op not in ran and not constant_assign(doc, op))
             if missing:
                 yield self.finding(layer.name, f"{len(missing)} update op(s) of its moving "
                                    f"statistics do not run with the train op {trains[0]} "
