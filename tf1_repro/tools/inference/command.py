@@ -60,6 +60,16 @@ def _tf1_path(path):
     return reader is None or reader.FORMAT not in TF2_FORMATS
 
 
+def _read_format(path, signature):
+    """The format ``path`` is read as (reading only), or InferenceError with the reader's line: an
+    unreadable file is named as such before ``--outputs`` is asked for."""
+    from tf1_repro.graph import artefacts  # pylint: disable=import-outside-toplevel
+    try:
+        return artefacts.load(path, signature=signature).format
+    except artefacts.ArtefactError as err:
+        raise InferenceError(f"PATH: {err}") from None
+
+
 def _fix_checks(fmt, art, opened, fixes, conv, batch, repaired_outputs, tolerance):
     """``fix_verify``'s checks of the repair (``--fix-training-mode`` changed something)."""
     graph, sess, findings = opened
@@ -144,7 +154,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     from tf1_repro.tools.inference import formats as fmt  # pylint: disable=import-outside-toplevel
     log = log or (lambda line: None)
     formats = _check_formats(list(formats))
-    if not outputs and _tf1_path(path):
+    if not outputs and _tf1_path(path) and _read_format(path, signature) not in TF2_FORMATS:
         raise InferenceError("--outputs must name at least one tensor")
     targets = _check_out(out_dir, formats, fmt)
     if data is not None:
