@@ -54,8 +54,13 @@ def test_a_dropout_kept_in_the_serving_function_and_bn_in_training_mode(tf2_arte
 
 
 def test_signature_and_the_list_of_signatures(tf2_artefact):
-    _, found, text, payload = _find(tf2_artefact("module_healthy"), signature="serve_training")
+    art, found, text, payload = _find(tf2_artefact("module_healthy"), signature="serve_training")
     assert payload["signature"] == "serve_training"
+    # the outputs by the keys the user wrote ({"y": ...}), the frozen graph's tensor beside them
+    assert list(art.outputs) == ["y"] and list(art.inputs) == ["x"]
+    assert (payload["signature_inputs"], payload["signature_outputs"]) == (art.inputs, art.outputs)
+    assert (f"  serve_training: inputs x ({art.inputs['x']}) -> outputs y ({art.outputs['y']})"
+            in text.splitlines())
     assert payload["signatures"] == ["serve_training", "serving_default"]
     assert "signatures: serve_training, serving_default (read: serve_training)" in text
     assert found.bn_layers[0].statistics_used_at_prediction is False

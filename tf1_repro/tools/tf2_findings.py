@@ -73,12 +73,17 @@ class View:
     keras_layers: Optional[List[KerasLayer]] = None
     writes: List[dict] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
+    inputs: dict = dataclasses.field(default_factory=dict)    # {signature input key: tensor}
+    outputs: dict = dataclasses.field(default_factory=dict)   # {signature output key: tensor}
 
     def lines(self):
-        """The report's lines (signatures, Keras layers, writes, the reader's notes)."""
+        """The report's lines (signatures, the frozen signature's inputs and outputs by key,
+        Keras layers, writes, the reader's notes)."""
         out = []
         if self.signatures:
             out.append(f"  signatures: {', '.join(self.signatures)} (read: {self.signature})")
+        if self.outputs:
+            out.append(signature_line(self.signature, self.inputs, self.outputs))
         for layer in self.keras_layers or []:
             out.append(f"  keras: {layer.line()}")
         for w in self.writes:
@@ -89,9 +94,21 @@ class View:
 
     def to_dict(self):
         return {"signature": self.signature, "signatures": list(self.signatures),
+                "signature_inputs": dict(self.inputs), "signature_outputs": dict(self.outputs),
                 "keras_layers": None if self.keras_layers is None else
                 [k.to_dict() for k in self.keras_layers],
                 "writes": list(self.writes), "reader_notes": list(self.notes)}
+
+
+def keyed(mapping):
+    """``head (Identity:0), probs (Identity_1:0)``: ``{signature key: tensor}`` as the report
+    names them (the key the user knows, the frozen graph's tensor beside it)."""
+    return ", ".join(f"{key} ({tensor})" for key, tensor in mapping.items()) or "none"
+
+
+def signature_line(signature, inputs, outputs):
+    """The report's line of the frozen signature's inputs and outputs, by key."""
+    return f"  {signature}: inputs {keyed(inputs)} -> outputs {keyed(outputs)}"
 
 
 def check_signature(art, signature):
@@ -120,7 +137,7 @@ def complete(art, found):
     dropouts = [dataclasses.replace(d, name=_unwrapped(d.name)) for d in found.dropouts]
     findings = dataclasses.replace(found, bn_layers=layers, dropouts=dropouts)
     view = View(findings, art.signature, list(art.signature_names), None, list(art.writes),
-                list(art.notes))
+                list(art.notes), dict(art.inputs), dict(art.outputs))
     if art.keras_layers is not None:
         view.keras_layers = [_keras_layer(spec, findings) for spec in art.keras_layers]
         _apply_momentum(findings, view.keras_layers)
