@@ -133,7 +133,8 @@ def complete(art, found):
     paths = dict(art.variable_paths)
     by_path = {path: const for const, path in paths.items()}
     written = {w["variable"]: w for w in art.writes if w.get("variable")}
-    layers = [_with_statistics(b, by_path, written) for b in found.bn_layers]
+    layers = [_named_by_writes(b, art) for b in found.bn_layers]
+    layers = [_with_statistics(b, by_path, written) for b in layers]
     dropouts = [dataclasses.replace(d, name=_unwrapped(d.name)) for d in found.dropouts]
     findings = dataclasses.replace(found, bn_layers=layers, dropouts=dropouts)
     view = View(findings, art.signature, list(art.signature_names), None, list(art.writes),
@@ -153,6 +154,35 @@ def _unwrapped(name):
     while len(parts) > 1 and re.fullmatch(r"(Stateful)?PartitionedCall(_\d+)?", parts[0]):
         parts = parts[1:]
     return "/".join(parts)
+
+
+def _ancestors(inputs, names):
+    """Node names ``names`` and every node above them (``inputs``: {node: [input nodes]})."""
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += inputs.get(name, [])
+    return seen
+
+
+def _named_by_writes(layer, art):
+    """A layer that reads no variable (no gamma or beta, normalising with the batch's moments)
+    has only the op scope of the frozen function for a name (``StatefulPartitionedCall``): when
+    the serving function writes moving statistics computed from its moments, the object paths
+    of those variables name it (``model/bn`` of ``model/bn/moving_mean``)."""
+    from tf1_repro.tools.finder.names import common_scope  # pylint: disable=import-outside-toplevel
+    if any((layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance)) or \
+            not art.writes or art.graph_def is None or not layer.bn_ops:
+        return layer
+    inputs = {n.name: [i.lstrip("^").split(":")[0] for i in n.input] for n in art.graph_def.node}
+    above_input = _ancestors(inputs, [layer.input.split(":")[0]]) if layer.input else set()
+    moments = _ancestors(inputs, layer.bn_ops) - above_input  # the layer's own statistics
+    paths = [w["variable"] for w in art.writes if w.get("variable") and w.get("value") and
+             _ancestors(inputs, [w["value"].split(":")[0]]) & moments]
+    name = common_scope(paths) if paths else ""
+    return dataclasses.replace(layer, name=name) if name else layer
 
 
 def _prefix(layer):

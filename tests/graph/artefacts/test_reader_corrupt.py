@@ -69,15 +69,28 @@ TOOLS = {"find": [], "doctor": [], "to-inference": ["--out", "OUT"],
          "recalibrate": ["--data", "DATA", "--out", "OUT"], "migrate": ["--to", "keras3", "--out", "OUT"]}
 
 
+def _tf1_models(work):
+    """A TF1 checkpoint (``work/ckpt/model.ckpt-3`` with its .meta) and a TF1 SavedModel
+    (``work/export/saved_model``) of one article BN layer."""
+    from tf1_repro.layers.bn import bn_layer  # pylint: disable=import-outside-toplevel
+    from tests.conftest import tf  # pylint: disable=import-outside-toplevel
+    with tf.Graph().as_default() as graph:
+        x = tf.placeholder(tf.float32, [None, 3], name="x")
+        training = tf.placeholder_with_default(False, [], name="training")
+        y = tf.identity(bn_layer(x, training, name="bn"), name="y")
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, str(work / "ckpt" / "model.ckpt"), global_step=3)
+            tf.saved_model.simple_save(sess, str(work / "export" / "saved_model"), {"x": x}, {"y": y})
+
+
 @pytest.fixture(scope="module")
 def corrupt_inputs(tf2_models, tmp_path_factory):
     """``(user folder, {case: path}, data .npz)``: each corrupt input made from a real model."""
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from tf1_repro import cli  # pylint: disable=import-outside-toplevel
     folder, _ = tf2_models
     work = tmp_path_factory.mktemp("corrupt_work")
-    assert cli.main(["train", "--steps", "3", "--out", str(work / "ckpt"), "--quiet"]) == 0
-    assert cli.main(["export", "--checkpoint", str(work / "ckpt"), "--out", str(work / "export")]) == 0
+    _tf1_models(work)  # (not the train command: it enables op determinism process-wide)
     user = tmp_path_factory.mktemp("corrupt_user")
     paths = dict(zip(CORRUPT, (user / "tf2_sm", user / "tf1_sm", user / "random.pb", user / "cut.keras",
                                user / "cut.h5", user / "empty", user / "ckpt" / "model.ckpt-3",
