@@ -376,7 +376,8 @@ def _add_to_inference(commands):
                    "a TF2 SavedModel (object-based) or a Keras .keras / .h5 file")
     p.add_argument("--outputs", metavar="NAME[,NAME...]",
                    help="output tensors or ops of the prediction path (required for TF1 "
-                   "artefacts; TF2 SavedModels and Keras files default to the signature's outputs)")
+                   "artefacts; TF2 SavedModels and Keras files default to the signature's outputs, "
+                   "and take its output keys too: head or serving_default:head)")
     p.add_argument("--signature", metavar="NAME", help="the TF2 SavedModel signature to serve "
                    "(default serving_default)")
     p.add_argument("--fix-training-mode", action="store_true",
@@ -386,7 +387,7 @@ def _add_to_inference(commands):
                    "with training=False for Keras files)")
     p.add_argument("--inputs", metavar="NAME[,NAME...]",
                    help="input placeholders (default: every placeholder the outputs need that is "
-                   "not a mode switch)")
+                   "not a mode switch; TF2 formats: the signature's input keys too)")
     p.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
                    help="bind a placeholder (repeatable; overrides training=false, keep_prob=1, "
                    "rate=0, keras_learning_phase=0 found in the graph)")

@@ -111,6 +111,12 @@ def test_signature_picks_the_function(diagnosed):
     assert report["signatures"] == ["serve_training", "serving_default"]
     assert _ids(report) == {"inference-batch-dependent", "updates-on-inference"}
     assert not _ids(diagnosed("module_healthy"))
+    # the signature's outputs by the keys the user wrote ({"y": ...}) and the tensor run
+    (key, tensor), = report["signature_outputs"].items()
+    assert key == "y" and report["outputs"] == [tensor]
+    (in_key, in_tensor), = report["signature_inputs"].items()
+    assert (f"  serve_training: inputs {in_key} ({in_tensor}) -> outputs y ({tensor})"
+            in doctor.format_report(report).splitlines())
 
 
 def _cli(*args):

@@ -94,6 +94,35 @@ def test_saved_model_served_under_the_signature_keys(models, tmp_path):
     assert list(signature.inputs) == ["image"] and list(signature.outputs) == ["head"]
 
 
+def test_outputs_named_by_signature_key_or_tensor(models, tmp_path, capsys):
+    """--outputs takes the signature's output key (head), SIGNATURE:KEY or the frozen graph's
+    tensor; the report names the key first; an unknown name is refused with the keys."""
+    from tf1_repro.graph import artefacts  # pylint: disable=import-outside-toplevel
+    path = os.path.join(models[0], "tfk_ok_sm")
+    art = artefacts.load(path)
+    assert list(art.outputs) == ["head"] and list(art.inputs) == ["image"]
+    tensor, in_tensor = art.outputs["head"], art.inputs["image"]
+    for i, name in enumerate(("head", "serving_default:head", tensor)):
+        code = cli.main(["to-inference", path, "--outputs", name, "--out", str(tmp_path / str(i)),
+                         "--formats", "saved_model", "--latency-runs", "0", "--quiet",
+                         "--json", str(tmp_path / f"{i}.json")])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert out.splitlines()[0] == (f"to-inference {path}: inputs image ({in_tensor}) -> "
+                                       f"outputs head ({tensor})")
+        with open(tmp_path / f"{i}.json", encoding="utf-8") as f:
+            report = json.load(f)
+        assert report["outputs"] == [tensor] and report["output_keys"] == {tensor: "head"}
+    code = cli.main(["to-inference", path, "--outputs", "predictions", "--out",
+                     str(tmp_path / "no"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (
+        "python -m tf1_repro to-inference: error: --outputs: 'predictions' is neither an output "
+        "key of the serving_default signature nor a tensor of its frozen graph; its outputs: "
+        f"head ({tensor})\n")
+    assert not os.path.exists(tmp_path / "no")
+
+
 BROKEN = [("tfk_train_sm", "tfk_train", ["bn", "model_1/drop/dropout"], "fused BN"),
           ("tfk_train.h5", "tfk_train", ["bn", "model_1/drop/dropout"], "fused BN"),
           ("k3_train_export", "k3_train", ["bn", "functional_1_1/drop_1/stateless_dropout"],

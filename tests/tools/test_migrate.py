@@ -495,3 +495,37 @@ def test_shared_bn_checks_only_the_call_using_moving_statistics(tmp_path):
     assert [c[0] for c in layer["call_sites"]] == ["d_bn1/mul:0"]
     assert "call(s) on x:0 normalise with batch statistics (a training call) and are not checked: " \
            "Keras 3 prediction uses the moving statistics" in layer["notes"]
+
+
+@pytest.mark.filterwarnings("ignore:`tf.layers")
+def test_a_failing_run_names_the_users_placeholders_and_tfs_cause_in_a_short_line(tmp_path, capsys):
+    """Issue #20.4: the line once listed every restore placeholder Artefact.open adds (534 on a
+    real model) and ended at "Graph execution error:". BN layers whose input needs an int
+    placeholder (``ids``) that --data does not give: the run fails for TensorFlow's reason."""
+    with tf.Graph().as_default() as graph:
+        images = tf.placeholder(tf.float32, [None, 4], name="images")
+        ids = tf.placeholder(tf.int32, [None], name="ids")
+        training = tf.placeholder_with_default(False, [], name="training")
+        h = images + tf.nn.embedding_lookup(tf.get_variable("table", [10, 4]), ids)
+        for i in range(30):
+            h = tf.layers.batch_normalization(tf.layers.dense(h, 4, name=f"dense{i}"),
+                                              training=training, name=f"bn{i}")
+        variables = len(tf.global_variables())
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "model" / "m.ckpt"))
+            with pytest.raises(tf.errors.OpError) as run:  # TensorFlow's own error for this run
+                sess.run(h, {images: np.ones((2, 4), np.float32)})
+    cause = run.value.message.split("\nNode: 'ids'\n")[1].splitlines()[0]
+    assert cause.startswith("You must feed a value for placeholder tensor 'ids'")
+    np.savez(tmp_path / "data.npz", images=np.ones((2, 4), np.float32))
+    code, err = _cli(capsys, prefix, "--to", "keras3", "--out", str(tmp_path / "out"),
+                     "--data", str(tmp_path / "data.npz"))
+    assert variables >= 150  # each restored through a placeholder of our own
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == ("python -m tf1_repro migrate: --data must feed the graph's inputs for the BN "
+                   "layers (fed --data: 'images'; nothing: 'ids'), got InvalidArgumentError: "
+                   f"{cause}\n")
+    assert "tf1_repro_restore" not in err and "Graph execution error" not in err
+    assert len(err) < 400
+    assert not os.path.exists(tmp_path / "out")

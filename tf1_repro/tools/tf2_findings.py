@@ -73,12 +73,17 @@ class View:
     keras_layers: Optional[List[KerasLayer]] = None
     writes: List[dict] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
+    inputs: dict = dataclasses.field(default_factory=dict)    # {signature input key: tensor}
+    outputs: dict = dataclasses.field(default_factory=dict)   # {signature output key: tensor}
 
     def lines(self):
-        """The report's lines (signatures, Keras layers, writes, the reader's notes)."""
+        """The report's lines (signatures, the frozen signature's inputs and outputs by key,
+        Keras layers, writes, the reader's notes)."""
         out = []
         if self.signatures:
             out.append(f"  signatures: {', '.join(self.signatures)} (read: {self.signature})")
+        if self.outputs:
+            out.append(signature_line(self.signature, self.inputs, self.outputs))
         for layer in self.keras_layers or []:
             out.append(f"  keras: {layer.line()}")
         for w in self.writes:
@@ -89,9 +94,21 @@ class View:
 
     def to_dict(self):
         return {"signature": self.signature, "signatures": list(self.signatures),
+                "signature_inputs": dict(self.inputs), "signature_outputs": dict(self.outputs),
                 "keras_layers": None if self.keras_layers is None else
                 [k.to_dict() for k in self.keras_layers],
                 "writes": list(self.writes), "reader_notes": list(self.notes)}
+
+
+def keyed(mapping):
+    """``head (Identity:0), probs (Identity_1:0)``: ``{signature key: tensor}`` as the report
+    names them (the key the user knows, the frozen graph's tensor beside it)."""
+    return ", ".join(f"{key} ({tensor})" for key, tensor in mapping.items()) or "none"
+
+
+def signature_line(signature, inputs, outputs):
+    """The report's line of the frozen signature's inputs and outputs, by key."""
+    return f"  {signature}: inputs {keyed(inputs)} -> outputs {keyed(outputs)}"
 
 
 def check_signature(art, signature):
@@ -116,11 +133,12 @@ def complete(art, found):
     paths = dict(art.variable_paths)
     by_path = {path: const for const, path in paths.items()}
     written = {w["variable"]: w for w in art.writes if w.get("variable")}
-    layers = [_with_statistics(b, by_path, written) for b in found.bn_layers]
+    layers = [_named_by_writes(b, art) for b in found.bn_layers]
+    layers = [_with_statistics(b, by_path, written) for b in layers]
     dropouts = [dataclasses.replace(d, name=_unwrapped(d.name)) for d in found.dropouts]
     findings = dataclasses.replace(found, bn_layers=layers, dropouts=dropouts)
     view = View(findings, art.signature, list(art.signature_names), None, list(art.writes),
-                list(art.notes))
+                list(art.notes), dict(art.inputs), dict(art.outputs))
     if art.keras_layers is not None:
         view.keras_layers = [_keras_layer(spec, findings) for spec in art.keras_layers]
         _apply_momentum(findings, view.keras_layers)
@@ -136,6 +154,35 @@ def _unwrapped(name):
     while len(parts) > 1 and re.fullmatch(r"(Stateful)?PartitionedCall(_\d+)?", parts[0]):
         parts = parts[1:]
     return "/".join(parts)
+
+
+def _ancestors(inputs, names):
+    """Node names ``names`` and every node above them (``inputs``: {node: [input nodes]})."""
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += inputs.get(name, [])
+    return seen
+
+
+def _named_by_writes(layer, art):
+    """A layer that reads no variable (no gamma or beta, normalising with the batch's moments)
+    has only the op scope of the frozen function for a name (``StatefulPartitionedCall``): when
+    the serving function writes moving statistics computed from its moments, the object paths
+    of those variables name it (``model/bn`` of ``model/bn/moving_mean``)."""
+    from tf1_repro.tools.finder.names import common_scope  # pylint: disable=import-outside-toplevel
+    if any((layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance)) or \
+            not art.writes or art.graph_def is None or not layer.bn_ops:
+        return layer
+    inputs = {n.name: [i.lstrip("^").split(":")[0] for i in n.input] for n in art.graph_def.node}
+    above_input = _ancestors(inputs, [layer.input.split(":")[0]]) if layer.input else set()
+    moments = _ancestors(inputs, layer.bn_ops) - above_input  # the layer's own statistics
+    paths = [w["variable"] for w in art.writes if w.get("variable") and w.get("value") and
+             _ancestors(inputs, [w["value"].split(":")[0]]) & moments]
+    name = common_scope(paths) if paths else ""
+    return dataclasses.replace(layer, name=name) if name else layer
 
 
 def _prefix(layer):

@@ -16,7 +16,7 @@ from tf1_repro.tools.doctor import artefact, inputs, layers as found_layers, run
 from tf1_repro.tools.doctor.base import ERROR, INFO, REGISTRY, WARNING
 from tf1_repro.tools.doctor.context import Context, serving_defaults
 from tf1_repro.tools.doctor.settings import settings
-from tf1_repro.tools.tf2_findings import KerasLayer
+from tf1_repro.tools.tf2_findings import KerasLayer, signature_line
 
 
 def diagnose(path, feeds=None, input_shapes=None, data=None, run=True, signature=None,
@@ -193,6 +193,9 @@ def format_report(report, verbose=False):
     if report.get("signatures"):
         lines.append(f"  signatures: {', '.join(report['signatures'])} (read: "
                      f"{report['signature']})")
+    if report.get("signature_outputs"):
+        lines.append(signature_line(report["signature"], report["signature_inputs"],
+                                    report["signature_outputs"]))
     for k in report.get("keras_layers") or []:
         fields = {f: k[f] for f in ("name", "class_name", "momentum", "epsilon", "rate", "found",
                                     "moving_statistics_used")}

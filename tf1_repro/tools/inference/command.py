@@ -60,6 +60,43 @@ def _tf1_path(path):
     return reader is None or reader.FORMAT not in TF2_FORMATS
 
 
+def _by_key(art, graph, name, what):
+    """The tensor of a TF2 signature key (``head`` or ``serving_default:head``) among the
+    signature's outputs (``what`` "--outputs") or inputs; a tensor or op name of the frozen
+    graph as it is; InferenceError naming the keys for anything else."""
+    from tf1_repro.tools.tf2_findings import keyed as keyed_text  # pylint: disable=import-outside-toplevel
+    keyed = art.outputs if what == "--outputs" else art.inputs
+    if name in keyed:
+        return keyed[name]
+    signature, _, key = name.partition(":")
+    if signature == art.signature and key in keyed:
+        return keyed[key]
+    try:
+        graph.get_tensor_by_name(tensor_name(name))
+    except (KeyError, ValueError):
+        side = "output" if what == "--outputs" else "input"
+        raise InferenceError(f"{what}: {name!r} is neither an {side} key of the {art.signature} "
+                             f"signature nor a tensor of its frozen graph; its {side}s: "
+                             f"{keyed_text(keyed)}") from None
+    return name
+
+
+def _keys_of(tensors, keyed):
+    """``{tensor: signature key}`` for the tensors that are signature inputs or outputs."""
+    by_tensor = {tensor_name(t): k for k, t in keyed.items()}
+    return {t: by_tensor[tensor_name(t)] for t in tensors if tensor_name(t) in by_tensor}
+
+
+def _read_format(path, signature):
+    """The format ``path`` is read as (reading only), or InferenceError with the reader's line: an
+    unreadable file is named as such before ``--outputs`` is asked for."""
+    from tf1_repro.graph import artefacts  # pylint: disable=import-outside-toplevel
+    try:
+        return artefacts.load(path, signature=signature).format
+    except artefacts.ArtefactError as err:
+        raise InferenceError(f"PATH: {err}") from None
+
+
 def _fix_checks(fmt, art, opened, fixes, conv, batch, repaired_outputs, tolerance):
     """``fix_verify``'s checks of the repair (``--fix-training-mode`` changed something)."""
     graph, sess, findings = opened
@@ -144,7 +181,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     from tf1_repro.tools.inference import formats as fmt  # pylint: disable=import-outside-toplevel
     log = log or (lambda line: None)
     formats = _check_formats(list(formats))
-    if not outputs and _tf1_path(path):
+    if not outputs and _tf1_path(path) and _read_format(path, signature) not in TF2_FORMATS:
         raise InferenceError("--outputs must name at least one tensor")
     targets = _check_out(out_dir, formats, fmt)
     if data is not None:
@@ -156,7 +193,9 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             if not tf2:
                 raise InferenceError("--outputs must name at least one tensor")
             outputs = list(art.outputs.values())
-        if tf2:
+        if tf2:  # --outputs / --inputs may name the signature's keys (head, serving_default:head)
+            outputs = [_by_key(art, graph, o, "--outputs") for o in outputs]
+            inputs = [_by_key(art, graph, i, "--inputs") for i in inputs] if inputs else inputs
             input_keys = input_keys or {tensor_name(t): k for k, t in art.inputs.items()}
             keys = {tensor_name(t): k for k, t in art.outputs.items()}
             if output_keys is None and not aliases and all(tensor_name(o) in keys for o in outputs):
@@ -249,6 +288,8 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                 path, conv, fix_training_mode, batch_dependent, deterministic),
             "writes_left_out": [w["node"] for w in art.writes] if tf2 else [],
             "inputs": conv["inputs"], "outputs": served_outputs,
+            "input_keys": _keys_of(conv["inputs"], art.inputs) if tf2 else {},
+            "output_keys": _keys_of(served_outputs, art.outputs) if tf2 else {},
             "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
             "dropouts_removed": conv["dropouts_removed"], "dropouts_kept": conv["dropouts_kept"],
             "dropouts_scaled": conv["dropouts_scaled"],

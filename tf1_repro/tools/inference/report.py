@@ -6,10 +6,17 @@ def _ops_line(counts, width=100):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+def _keyed(tensors, keys):
+    """``head (Identity:0)`` for a TF2 signature's tensor (its key first), else the tensor."""
+    keys = keys or {}
+    return ", ".join(f"{keys[t]} ({t})" if t in keys else t for t in tensors)
+
+
 def format_report(report):
     """The report as text (what the command prints)."""
-    lines = [f"to-inference {report['source']}: inputs {', '.join(report['inputs'])} -> outputs "
-             f"{', '.join(report['outputs'])}",
+    lines = [f"to-inference {report['source']}: inputs "
+             f"{_keyed(report['inputs'], report.get('input_keys'))} -> outputs "
+             f"{_keyed(report['outputs'], report.get('output_keys'))}",
              f"  prediction feeds bound: " + (", ".join(f"{k}={v}" for k, v in report['feeds'].items())
                                              or "none"),
              f"  ops before ({sum(report['ops_before'].values())}): {_ops_line(report['ops_before'])}",

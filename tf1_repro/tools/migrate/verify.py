@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro.graph import artefacts, feeds, safety, walk
-from tf1_repro.graph.errors import InputError, exception_line
+from tf1_repro.graph.errors import OWN_SCOPES, InputError, run_error_line, short_list
 from tf1_repro.layers.bn import bn_layer, bn_variables
 from tf1_repro.tools.migrate.common import RANDOM_BATCH, ROLES, TOLERANCE, MigrateError
 
@@ -26,8 +26,10 @@ def load_data(path):
 
 
 def _graph_feeds(graph, findings, data, seed):
-    """``(feeds, placeholder names, unbound)``: the finder's prediction feeds, ``--data`` arrays by
+    """``(feeds, fed, unbound)``: the finder's prediction feeds, ``--data`` arrays by
     placeholder name (a mode input too), random normal values for the other float placeholders;
+    ``fed`` ({"--data"|"random"|"nothing": [names]}) says which of the user's placeholders got
+    what (the restore placeholders our ``Artefact.open`` added are not the user's: left out);
     ``unbound`` ({name: what}) are mode inputs with no prediction value that ``--data`` does
     not give: a vanilla dropout's keep_prob, whose prediction value is its training value."""
     feeds_ = dict(findings.prediction_feeds())
@@ -39,20 +41,42 @@ def _graph_feeds(graph, findings, data, seed):
             feeds_[f"{name}:0"] = data.get(name, data.get(f"{name}:0"))
             del unbound[name]
     placeholders = [op for op in graph.get_operations()
-                    if op.type == "Placeholder" and op.name not in mode_names]
+                    if op.type == "Placeholder" and op.name not in mode_names and
+                    not op.name.startswith(tuple(f"{scope}/" for scope in OWN_SCOPES))]
+    fed = {"--data": [], "random": [], "nothing": []}
     for op in placeholders:
         tensor = op.outputs[0]
         if data is not None:
             value = data.get(op.name, data.get(tensor.name))
-            if value is None and len(data) == 1 and len(placeholders) == 1:
+            if value is None and len(data) == 1 and len(placeholders) == 1 and \
+                    not _names_a_node(graph, next(iter(data))):  # one array for one placeholder
                 value = next(iter(data.values()))
             if value is not None:
                 feeds_[tensor.name] = value
+                fed["--data"].append(op.name)
                 continue
         if tensor.dtype.is_floating and tensor.shape.rank is not None:
             shape = [RANDOM_BATCH if d is None else d for d in tensor.shape.as_list()]
             feeds_[tensor.name] = rng.standard_normal(shape).astype(tensor.dtype.as_numpy_dtype)
-    return feeds_, [p.name for p in placeholders], unbound
+            fed["random"].append(op.name)
+        else:
+            fed["nothing"].append(op.name)
+    return feeds_, fed, unbound
+
+
+def _names_a_node(graph, key):
+    try:
+        graph.get_operation_by_name(key.split(":")[0])
+    except KeyError:
+        return False
+    return True
+
+
+def _fed_text(fed):
+    """What the user's placeholders were fed: ``--data: 'images'; nothing: 'ids'``."""
+    return "; ".join(f"{how}: {short_list(names)}" for how, names in
+                     (("--data", fed["--data"]), ("random floats", fed["random"]),
+                      ("nothing", fed["nothing"])) if names) or "no placeholders"
 
 
 def _unbound_above(graph, unbound, tensors):
@@ -103,7 +127,7 @@ def graph_inputs(art, layers, findings, data, seed):
 def _run_graph(graph, sess, layers, findings, data, seed):
     """The finder's layers' calls, run in one ``session.run``; then each name-found layer's
     ``batchnorm/add_1`` output where it can be run (a self-check, noted, where it cannot)."""
-    feeds_, placeholders, unbound = _graph_feeds(graph, findings, data, seed)
+    feeds_, fed, unbound = _graph_feeds(graph, findings, data, seed)
     fetches = {layer.name: [tuple(c) for c in layer.call_sites] for layer in layers
                if layer.found_by == "graph"}
     tensors = [t for calls in fetches.values() for pair in calls for t in pair]
@@ -121,8 +145,8 @@ def _run_graph(graph, sess, layers, findings, data, seed):
         values = sess.run(fetches, feeds_) if fetches else {}
     except (tf.errors.OpError, ValueError, KeyError) as err:
         raise MigrateError(f"migrate: --data must feed the graph's inputs for the BN layers "
-                           f"(random float inputs were fed to {placeholders}), "
-                           f"got {exception_line(err, 200)}") from None
+                           f"(fed {_fed_text(fed)}), got {type(err).__name__}: "
+                           f"{run_error_line(err, 200)}") from None
     io = {}
     for layer in layers:
         if layer.name in values:
@@ -148,7 +172,8 @@ def _run_graph(graph, sess, layers, findings, data, seed):
             i, o = sess.run(list(pair), feeds_)
         except (tf.errors.OpError, ValueError, KeyError) as err:
             layer.notes.append(f"the graph's output {pair[1]} could not be run "
-                               f"({exception_line(err, 160)}): the check is only a self-check")
+                               f"({type(err).__name__}: {run_error_line(err, 160)}): the "
+                               f"check is only a self-check")
             continue
         io[layer.name] = [(np.asarray(i), np.asarray(o))]
         layer.verified_against = f"graph output {pair[1]} (found by name)"

@@ -93,7 +93,7 @@ from tf1_repro.tools.recalibrate.feeds import parse_feed, plan_feeds
 from tf1_repro.tools.recalibrate.moments import ChannelMoments
 from tf1_repro.tools.recalibrate.passes import no_progress, run_passes
 from tf1_repro.tools.recalibrate.plan import (
-    build, call_sites, depths, open_checkpoint, prepare_layers, resolve_checkpoint)
+    build, call_sites, checkpoint_reader, depths, open_checkpoint, prepare_layers, resolve_checkpoint)
 from tf1_repro.tools.recalibrate.report import (
     _change_text, format_report, non_finite, relative_change)
 from tf1_repro.tools.recalibrate import tf2
@@ -142,7 +142,7 @@ def recalibrate(path, data, out, feeds=None, batch_size=DEFAULT_BATCH, max_sampl
     prefix, meta = resolve_checkpoint(path)
     check_out(out, prefix, force)
     data = data if isinstance(data, Data) else open_data(data)
-    reader = tf.train.load_checkpoint(prefix)
+    reader = checkpoint_reader(prefix)
     graph, sess, meta_graph = open_checkpoint(prefix, meta)
     notes = []
     try:

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro.graph import artefacts, walk
+from tf1_repro.graph.errors import first_line
 from tf1_repro.graph.ops import VARIABLE_OPS
 from tf1_repro.tools import calls
 from tf1_repro.tools.recalibrate.common import SCOPE, WHERE, RecalibrateError, has_op
@@ -226,7 +227,7 @@ def resolve_checkpoint(path):
             prefix = path[:-len(".meta")]
         if not os.path.isfile(prefix + ".index"):
             raise RecalibrateError(f"{WHERE}: PATH must be a checkpoint prefix (PREFIX.index exists) or a "
-                                   f"directory, got {path!r}")
+                                   f"directory, got {path!r}{_unreadable(path)}")
     meta = prefix + ".meta"
     if not os.path.isfile(meta):
         metas = glob.glob(os.path.join(os.path.dirname(prefix) or ".", "*.meta"))
@@ -235,6 +236,28 @@ def resolve_checkpoint(path):
                                    f"one .meta beside it), got {len(metas)} .meta file(s)")
         meta = metas[0]
     return prefix, meta
+
+
+def _unreadable(path):
+    """``" (READER'S LINE)"`` when the artefact readers cannot read ``path`` (a corrupt file is
+    named as such, not only as the wrong kind), else ``""``."""
+    if not os.path.exists(path):
+        return ""
+    try:
+        artefacts.load(path)
+    except artefacts.ArtefactError as err:
+        return f" ({err})"
+    return ""
+
+
+def checkpoint_reader(prefix):
+    """``tf.train.load_checkpoint(prefix)``; RecalibrateError with one line when the checkpoint
+    cannot be read (a garbage or truncated ``.index``)."""
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except Exception as err:  # pylint: disable=broad-except
+        raise RecalibrateError(f"{WHERE}: {prefix}: unreadable checkpoint "
+                               f"({first_line(err)})") from None
 
 
 def open_checkpoint(prefix, meta):
