@@ -20,6 +20,7 @@ any other converter failure raises ``FormatError`` with one line.
 """
 
 import contextlib
+import importlib
 import os
 import re
 import sys
@@ -109,7 +110,7 @@ def write_onnx(graph_def, inputs, outputs, path, opset=ONNX_OPSET):
     convert."""
     try:
         import onnx  # pylint: disable=import-outside-toplevel
-        import tf2onnx  # pylint: disable=import-outside-toplevel,unused-import
+        importlib.import_module("tf2onnx")
     except ImportError:
         raise FormatUnavailable(INSTALL_HINT["onnx"]) from None
     import logging  # pylint: disable=import-outside-toplevel
