@@ -36,3 +36,10 @@ def test_child_peak_reports_the_child_alone():
     assert status == 0 and seconds > 0
     # what is checked is the measuring, not a budget: the child touched 200 MB of pages
     assert peak >= 200
+
+
+def test_child_peak_does_not_count_the_parents_pages():
+    import resource  # pylint: disable=import-outside-toplevel
+    status, peak, _ = memory.child_peak([sys.executable, "-c", "import sys; sys.exit(3)"])
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # TensorFlow is imported here
+    assert status == 3 and peak < own

@@ -42,16 +42,30 @@ with tf.Graph().as_default() as graph:
 """
 
 
+# Started by a small Python process, not by the benchmark's: a forked child's peak RSS
+# (``ru_maxrss``) keeps what it had before ``exec``, the copy of its parent's pages (measured:
+# a child that only exits, forked from a process holding TensorFlow, read 635 MB).
+LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def child_peak(argv, log_path=None):
-    """Run ``argv`` in a child process; returns (exit status, peak RSS in MB of that child and
-    the children it waited for, wall seconds). Its stdout and stderr go to ``log_path`` (or
-    nowhere)."""
+    """Run ``argv`` in a child process started by a small launcher process; returns (exit
+    status, peak RSS in MB of that child and the children it waited for, wall seconds). Its
+    stdout and stderr go to ``log_path`` (or nowhere)."""
     start = time.perf_counter()
-    with open(log_path or os.devnull, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024, time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp, open(log_path or os.devnull, "wb") as log:
+        result = os.path.join(tmp, "peak")
+        subprocess.run([sys.executable, "-c", LAUNCHER, result] + list(argv), stdout=log,
+                       stderr=subprocess.STDOUT, check=True)
+        with open(result, encoding="utf-8") as f:
+            status, kilobytes = (int(v) for v in f.read().split())
+    return status, kilobytes / 1024, time.perf_counter() - start
 
 
 def variable_bytes(prefix):
@@ -86,8 +100,12 @@ def import_slim():
 def build_slim_resnet(out_dir, seed=0):
     """TF-Slim ``resnet_v1_50`` on ``images`` [None, 32, 32, 3] with ``is_training`` a bool
     placeholder, logits ``logits`` [None, 10]; ``RESNET_STEPS`` SGD steps on N(0, 1) images with
-    the UPDATE_OPS wired; saved with its .meta. Returns the checkpoint prefix."""
+    the UPDATE_OPS wired; saved with its .meta. Returns the checkpoint prefix. Turns TF1
+    behaviour on (``runtime.use_tf1_behavior``: Switch/Merge conds, reference variables), as the
+    TF1 code that trained such checkpoints ran: ``measure`` calls it in a child."""
     import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
+    from tf1_repro import runtime  # pylint: disable=import-outside-toplevel
+    runtime.use_tf1_behavior()
     slim = import_slim()
     from tf_slim.nets import resnet_v1  # pylint: disable=import-outside-toplevel
     graph = tf.Graph()
