@@ -16,10 +16,8 @@ TF-Slim 1.1.0 imports ``tf_keras.legacy_tf_layers.*``, which tf-keras 2.21 keeps
 ``is_training``), which TF 2.21 keeps at ``framework.tensor.Tensor`` and ``ops.cond.cond``.
 """
 
-import importlib
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -33,22 +31,10 @@ STEPS = 3
 
 
 def import_slim():
-    """``tf_slim`` with tf-keras 2.21's legacy layers aliased where TF-Slim 1.1.0 looks for them."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    package = importlib.import_module("tf_keras.src.legacy_tf_layers")
-    sys.modules.setdefault("tf_keras.legacy_tf_layers", package)
-    for name in ("base", "core", "convolutional", "normalization", "pooling"):
-        sys.modules.setdefault(f"tf_keras.legacy_tf_layers.{name}",
-                               importlib.import_module(f"tf_keras.src.legacy_tf_layers.{name}"))
-    # tf_slim.layers.utils.smart_cond (a tensor ``is_training``) reads ops.Tensor and
-    # control_flow_ops.cond, which TF 2.21 keeps at framework.tensor.Tensor and ops.cond.cond
-    from tensorflow.python.framework import ops, tensor  # pylint: disable=import-outside-toplevel
-    from tensorflow.python.ops import cond, control_flow_ops  # pylint: disable=import-outside-toplevel
-    if not hasattr(ops, "Tensor"):
-        ops.Tensor = tensor.Tensor
-    if not hasattr(control_flow_ops, "cond"):
-        control_flow_ops.cond = cond.cond
-    return importlib.import_module("tf_slim")
+    """``tf_slim`` with tf-keras 2.21's legacy layers aliased where TF-Slim 1.1.0 looks for them
+    (the shim lives in ``tf1_repro.bench.memory``, whose ResNet-50 case builds with it)."""
+    from tf1_repro.bench.memory import import_slim as package_import_slim  # pylint: disable=import-outside-toplevel
+    return package_import_slim()
 
 
 def _train_and_save(graph, x, labels, loss, out_dir, steps=STEPS, updates=None, feeds_extra=None):

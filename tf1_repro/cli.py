@@ -490,6 +490,9 @@ def _add_bench_inference(commands):
                             "with the article's bn_layer, original vs folded vs no-BN floor, "
                             "ONNX Runtime, TFLite")
     p.add_argument("--repeat", type=positive_int, default=30, help="interleaved rounds (default 30)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the peak-RSS measurement of to-inference (child processes: the "
+                        "bench's net and TF-Slim ResNet-50, about 2 minutes)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     progress.add_quiet_flag(p)
     p.set_defaults(run=_run_bench_inference)
@@ -499,7 +502,8 @@ def _run_bench_inference(args):
     from tf1_repro.bench import inference as bench_inference  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = bench_inference.run(args.repeat, progress=progress.factory(quiet=args.quiet))
+        result = bench_inference.run(args.repeat, progress=progress.factory(quiet=args.quiet),
+                                     memory=not args.no_memory)
     print(bench_inference.format_bench(result))
     _write_json(args.json, result)
     return 0

@@ -18,6 +18,10 @@ process, in interleaved rounds (a new random order each round), medians:
 * ``onnxruntime`` and ``tflite``: the ONNX and TFLite artefacts.
 
 Every variant is fed the same input through ``feed_dict`` (or its runtime's feed).
+
+Then ``memory`` (``bench.memory``, skipped with ``memory=False``): the peak RSS of
+``to-inference`` in a child process, on this network and on TF-Slim's ResNet-50, beside
+``import tensorflow`` alone, a plain restore of the checkpoint and the bytes of its variables.
 """
 
 import os
@@ -100,9 +104,11 @@ def _floor_graph_def():
                                                                 [logits.op.name])
 
 
-def run(repeat=30, seed=0, progress=None):
+def run(repeat=30, seed=0, progress=None, memory=True):
     """Build, convert, verify and time; returns the measurements (JSON-able). ``progress``: a
-    progress factory (``tf1_repro.progress.factory()``) for the conversion and the rounds."""
+    progress factory (``tf1_repro.progress.factory()``) for the conversion and the rounds.
+    ``memory``: also measure to-inference's peak RSS per model (``bench.memory.measure``,
+    ``result["memory"]``; None when skipped)."""
     from tf1_repro.tools.inference import formats  # pylint: disable=import-outside-toplevel
     from tf1_repro.tools import inference  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +137,9 @@ def run(repeat=30, seed=0, progress=None):
                 runner.close()
         finally:
             sess.close()
-    return {"network": {"input": [64] + list(SHAPE), "blocks": len(WIDTHS), "widths": list(WIDTHS),
+    from tf1_repro.bench import memory as bench_memory  # pylint: disable=import-outside-toplevel
+    return {"memory": bench_memory.measure(seed=seed) if memory else None,
+            "network": {"input": [64] + list(SHAPE), "blocks": len(WIDTHS), "widths": list(WIDTHS),
                         "bn": "the article's bn_layer", "dropout": "tf.nn.dropout before logits",
                         "train_steps": TRAIN_STEPS},
             "repeat": repeat, "latency_ms": latency,
@@ -171,6 +179,9 @@ def format_bench(result):
                      f"{ratio[v]['64']:>7.2f}x")
     lines.append(f"  original / folded: {lat['original']['1'] / lat['folded']['1']:.2f}x at batch 1, "
                  f"{lat['original']['64'] / lat['folded']['64']:.2f}x at batch 64")
+    if result.get("memory"):
+        from tf1_repro.bench import memory as bench_memory  # pylint: disable=import-outside-toplevel
+        lines.append(bench_memory.format_memory(result["memory"]))
     return "\n".join(lines)
 
 

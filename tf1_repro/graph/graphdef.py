@@ -44,6 +44,32 @@ def with_nodes(graph_def, nodes):
     return out
 
 
+LARGE_VALUE_BYTES = 1024
+
+
+def without_large_values(graph_def, limit=LARGE_VALUE_BYTES):
+    """A new GraphDef like ``graph_def`` in which each ``Const`` whose ``tensor_content`` is
+    longer than ``limit`` bytes keeps its dtype and shape but not its bytes: what importing the
+    graph checks (names, inputs, attributes, shapes, dtypes) without a copy of the weights (a
+    shape inferred from a constant's value reads small constants only, which are kept)."""
+    out = tf.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        if node.op != "Const" or "value" not in node.attr or \
+                len(node.attr["value"].tensor.tensor_content) <= limit:
+            out.node.add().CopyFrom(node)
+            continue
+        stub = out.node.add(name=node.name, op=node.op, device=node.device, input=node.input)
+        for key, value in node.attr.items():
+            if key != "value":
+                stub.attr[key].CopyFrom(value)
+        tensor = node.attr["value"].tensor
+        stub.attr["value"].tensor.dtype = tensor.dtype
+        stub.attr["value"].tensor.tensor_shape.CopyFrom(tensor.tensor_shape)
+    return out
+
+
 def nodes_by_name(graph_def):
     """``{node name: NodeDef}``."""
     return {n.name: n for n in graph_def.node}

@@ -17,6 +17,8 @@ from tf1_repro.tools.inference.training_mode import plan_fixes
 from tf1_repro.tools.inference.verify import input_shapes, make_batches, random_ops, same_outputs, verify
 
 TF2_FORMATS = ("saved_model_tf2", "keras", "keras_h5")
+# the artefacts whose verified runner is kept for timing, and the variant each is timed as
+TIMED_AS = {"frozen": "folded", "onnx": "onnxruntime", "tflite": "tflite"}
 
 
 def open_model(path):
@@ -209,11 +211,14 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             raise InferenceError(safety.refusal(unsafe, ", ".join(conv["outputs"])))
         _check_inputs(graph, conv["inputs"], data)
         served_outputs = conv["outputs"]
-        folded, unfolded = conv["folded"], conv["unfolded"]
+        # The GraphDefs leave ``conv`` (each holds every weight): each is dropped once used.
+        folded, unfolded = conv.pop("folded"), conv.pop("unfolded")
+        if not latency_runs:
+            unfolded = None  # only timed
         if aliases:
             aliases = {tensor_name(k): v for k, v in aliases.items()}
             folded = _add_aliases(folded, aliases)
-            unfolded = _add_aliases(unfolded, aliases)
+            unfolded = unfolded if unfolded is None else _add_aliases(unfolded, aliases)
             served_outputs = [f"{aliases[o]}:0" if o in aliases else o for o in served_outputs]
         shapes = input_shapes(graph, conv["inputs"]) if data is None else {
             i: [None] + list(np.asarray(data.get(i, data.get(node_name(i)))).shape[1:])
@@ -241,12 +246,19 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                                      reference[max(checks)], tolerance) if repaired else None
             if repaired is not None:
                 repaired.close()
+            conv["repaired"] = None
             bar.update(1, done="reference run")
             with tempfile.TemporaryDirectory() as tmp:
                 staged, artefacts, skipped = _write_formats(
                     fmt, formats, folded, conv["inputs"], served_outputs, shapes, tmp, input_keys,
                     output_keys, log, bar)
-                runners = {"original": original}
+                runners, latency, latency_errors = {"original": original}, {}, {}
+                if latency_runs:
+                    # Opened and run once before the artefacts' runners exist: TensorFlow's first
+                    # run of a graph (grappler) holds ~9x its weights for a moment (measured).
+                    _open_timed(fmt, runners, "frozen_unfolded", unfolded, served_outputs,
+                                timing, latency_errors)
+                unfolded = None
                 for name, staged_path in staged.items():
                     artefacts[name] = _verify_artefact(fmt, name, staged_path, conv["inputs"],
                                                        served_outputs, reference, checks,
@@ -254,14 +266,11 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                     bar.update(1, done=f"{name} " + (
                         "failed" if artefacts[name].get("error") else "compared"))
                 bar.update(len(formats) - len(staged))  # skipped or failed: nothing to verify
-                latency, latency_errors = {}, {}
                 if latency_runs:
-                    for variant, graph_def in (("frozen_unfolded", unfolded), ("folded", folded)):
-                        try:
-                            runners[variant] = fmt.open_graph_def(graph_def, served_outputs)
-                        except Exception as err:  # pylint: disable=broad-except
-                            latency_errors[variant] = (f"cannot run: {type(err).__name__}: "
-                                                       f"{run_error_line(err)}")
+                    if "folded" not in runners:  # else: the verified frozen artefact, this graph
+                        _open_timed(fmt, runners, "folded", folded, served_outputs, timing,
+                                    latency_errors)
+                    folded = None
                     latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners},
                                               timing, latency_runs, progress=progress,
                                               errors=latency_errors)
@@ -412,9 +421,26 @@ def _failed_entry(error):
             "batch_independent": False, "deterministic": False, "bytes": 0}
 
 
+def _open_timed(fmt, runners, variant, graph_def, outputs, timing, errors):
+    """``runners[variant]``: a session of ``graph_def``, run once on the smallest timing batch
+    (an untimed run: timing starts with one warm-up run of each anyway; an error there is left
+    for that warm-up to report); ``errors[variant]`` when it cannot be opened."""
+    try:
+        runners[variant] = fmt.open_graph_def(graph_def, outputs)
+    except Exception as err:  # pylint: disable=broad-except
+        errors[variant] = f"cannot run: {type(err).__name__}: {run_error_line(err)}"
+        return
+    try:
+        runners[variant].run(timing[min(timing)])
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
 def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolerance, runners):
     """The artefact's report entry: ``verify`` of its runner, or a one-line ``error`` when it
-    cannot be opened or run. Its runner is kept in ``runners`` (for timing) when given."""
+    cannot be opened or run. Its runner is kept in ``runners`` (for timing) when given: ONNX's
+    as ``onnxruntime``, TFLite's as ``tflite``, and the frozen graph's as ``folded`` (it is the
+    folded graph, serialised: one TensorFlow session of it instead of two)."""
     try:
         runner = _open_artefact(fmt, name, path, inputs, outputs)
     except Exception as err:  # pylint: disable=broad-except
@@ -424,8 +450,8 @@ def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolera
     except Exception as err:  # pylint: disable=broad-except
         runner.close()
         return _failed_entry(f"cannot run: {type(err).__name__}: {run_error_line(err)}")
-    if name in ("onnx", "tflite") and runners is not None:
-        runners["onnxruntime" if name == "onnx" else "tflite"] = runner
+    if name in TIMED_AS and runners is not None:
+        runners[TIMED_AS[name]] = runner
     else:
         runner.close()  # one model in memory at a time when nothing is timed
     return {"path": path, "error": None, **result, "bytes": fmt.file_size(path)}
