@@ -172,6 +172,21 @@ def test_update_ops_missing_from_the_used_call_are_still_found(tmp_path, wire):
 # ---- to-inference
 
 
+def test_to_inference_two_towers_reports_only_the_served_towers_dropout(real_model, tmp_path):  # pylint: disable=redefined-outer-name
+    """Serving the evaluation tower's logits: the training tower's dropout is not on the path, so
+    it is not reported as removed; the evaluation tower's (an identity at is_training=False) has no
+    random op to remove. The frozen artefact verifies against the original."""
+    prefix, info = real_model(TWO_TOWERS)
+    found = finder.find(_import(prefix))
+    training_tower = [d.name for d in found.dropouts if not d.name.startswith("InceptionV2_1/")]
+    assert training_tower  # the training tower's dropout exists in the graph
+    report = to_inference(prefix, [info["eval_output"]], str(tmp_path / "serve"),
+                          formats=("frozen",), latency_runs=0)
+    assert not set(report["dropouts_removed"]) & set(training_tower), report["dropouts_removed"]
+    assert not {k["name"] for k in report["dropouts_kept"]} & set(training_tower)
+    assert report["artefacts"]["frozen"]["within_tolerance"], report["artefacts"]["frozen"]
+
+
 def test_to_inference_keras_twice_binds_the_used_calls_mode_input(real_model, tmp_path):  # pylint: disable=redefined-outer-name
     """Served from the call on ``images``: ``training`` is bound to False, the pruned-away
     ``keras_learning_phase`` is not bound (it used to raise), and the artefact verifies."""

@@ -55,7 +55,8 @@ def simplify(graph_def, outputs, keep=()):
 
 
 def _bound_feeds(graph, outputs, findings, inputs, feeds):
-    """(outputs, inputs, {placeholder: prediction value}) checked against the graph.
+    """(outputs, inputs, {placeholder: prediction value}, {node name: NodeDef} the outputs need),
+    checked against the graph.
 
     Only the placeholders the outputs depend on are bound: a mode input of a call the outputs
     do not use (a Keras model's ``keras_learning_phase`` when the served call is switched by the
@@ -77,7 +78,7 @@ def _bound_feeds(graph, outputs, findings, inputs, feeds):
             got = by_name[name].op if name in by_name else "no such node"
             raise InferenceError(f"--feed: {name} must be a placeholder of the graph, got {got}")
     present = nodes_by_name(needed)
-    return outputs, inputs, {name: v for name, v in bound.items() if name in present}
+    return outputs, inputs, {name: v for name, v in bound.items() if name in present}, present
 
 
 def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True, fixes=None):
@@ -96,8 +97,10 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True, 
     ``fixes``: ``(BNFix tuple, DropoutFix tuple)`` from ``training_mode.plan_fixes`` runs the
     fix stage (``--fix-training-mode``); None skips it.
     """
-    outputs, inputs, bound = _bound_feeds(graph, outputs, findings, inputs, feeds)
-    remove, kept_dropouts = plan.dropout_plan(findings.dropouts, bound)
+    outputs, inputs, bound, needed = _bound_feeds(graph, outputs, findings, inputs, feeds)
+    # only the dropouts the outputs depend on are served (not another tower's)
+    served = [d for d in findings.dropouts if node_name(d.output) in needed]
+    remove, kept_dropouts = plan.dropout_plan(served, bound)
     bn_outputs = tuple(node_name(b.output) for b in findings.bn_layers)
     ctx = PassContext(outputs=tuple(outputs), feeds=bound, keep=bn_outputs, session=sess,
                       dropouts=tuple((d.output, d.input) for d in remove),
@@ -121,7 +124,7 @@ def convert(graph, sess, outputs, findings, inputs=None, feeds=None, fold=True, 
         ctx, protected=protected, fold=False, state=PassState()))
     serve = dataclasses.replace(ctx, protected=protected)
     folded, _ = pipeline.run(STAGES["serve"], graph_def, serve, records)
-    gone = plan.dropouts_gone(findings.dropouts, remove, kept_dropouts, folded)
+    gone = plan.dropouts_gone(served, remove, kept_dropouts, folded)
     vanilla = {k["name"] for k in kept_dropouts if k.get("vanilla")}
     return {"folded": folded, "unfolded": unfolded, "inputs": inputs, "outputs": outputs,
             "feeds": {f"{k}:0": plan.jsonable(v) for k, v in bound.items()},
