@@ -5,8 +5,6 @@ between them) and under concurrent load (thread timings differ), JSON compared b
 import inspect
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -48,15 +46,7 @@ def test_the_cases_cover_every_builder():
 def test_every_builder_gives_identical_json_in_fresh_processes():
     script = _SCRIPT.format(tests=os.path.join(ROOT, "tests"),
                             comparisons=os.path.join(ROOT, "tests", "comparisons"))
-    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=ROOT))
-             for seed in range(PROCESSES)]  # concurrently: each run's thread timings differ more
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-2000:]
-        outputs.append(out)
+    outputs = support.outputs_of_fresh_processes(script, (), PROCESSES, timeout=600)
     reports = [json.loads(out) for out in outputs]
     assert set(reports[0]) == set(test_audit.CASES)
     for case in test_audit.CASES:

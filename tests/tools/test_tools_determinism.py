@@ -3,15 +3,12 @@ model of the saved-model suite read in fresh processes with different hash seeds
 dict-of-id orders differ between them), run concurrently, JSON compared byte for byte."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+import support
 from model_suite import SUITE, suite_artefact  # noqa: F401  pylint: disable=unused-import
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROCESSES = 3
 
 _SCRIPT = """
@@ -36,16 +33,7 @@ print(json.dumps(reports, sort_keys=True, default=str))
 @pytest.mark.slow  # 3 processes, each reading every suite model with find and doctor
 def test_find_and_doctor_give_identical_json_in_fresh_processes(suite_artefact):  # pylint: disable=redefined-outer-name
     paths = {name: suite_artefact(name) for name in SUITE}
-    procs = [subprocess.Popen([sys.executable, "-c", _SCRIPT, json.dumps(paths)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=ROOT,
-                                       TF_CPP_MIN_LOG_LEVEL="3"))
-             for seed in range(PROCESSES)]  # concurrently: each run's thread timings differ more
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, err[-2000:]
-        outputs.append(out)
+    outputs = support.outputs_of_fresh_processes(_SCRIPT, [json.dumps(paths)], PROCESSES)
     reports = [json.loads(out) for out in outputs]
     assert set(reports[0]) == {f"{name}/{tool}" for name in SUITE for tool in ("find", "doctor")}
     assert all(isinstance(reports[0][f"{name}/doctor"], dict) for name in SUITE)
