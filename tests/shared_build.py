@@ -50,3 +50,28 @@ def built_once(out_dir, build):
         with open(done, "w", encoding="utf-8") as f:
             json.dump(result, f)
         return result
+
+
+def keras_models(tmp_path_factory, name, script, npz_names):
+    """``(folder, {key: array})``: ``python script FOLDER`` run in a tf-keras child process
+    (``TF_USE_LEGACY_KERAS=1``), then ``python script FOLDER --keras3`` in a Keras 3 one, once per
+    test run (``built_once``); the arrays of the ``npz_names`` files they wrote, merged."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    def build(out):
+        base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore",
+                    CUDA_VISIBLE_DEVICES="-1")
+        base.pop("TF_USE_LEGACY_KERAS", None)
+        for extra, env in (([], dict(base, TF_USE_LEGACY_KERAS="1")), (["--keras3"], base)):
+            done = subprocess.run([sys.executable, script, out, *extra], capture_output=True,
+                                  text=True, env=env, check=False, timeout=600)
+            assert done.returncode == 0, done.stderr[-2000:]
+    folder = os.path.join(shared_folder(tmp_path_factory, "shared"), name)
+    built_once(folder, build)
+    arrays = {}
+    for npz in npz_names:
+        with np.load(os.path.join(folder, npz)) as f:
+            arrays.update(dict(f))
+    return folder, arrays

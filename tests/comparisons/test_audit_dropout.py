@@ -41,8 +41,12 @@ def test_expected_verdicts(case):
     assert report["keep_fraction"] == pytest.approx(kept, abs=0.008)
     for feed, (deterministic, ratio) in feeds.items():
         assert report["inference"][feed]["deterministic"] is deterministic
-        # ratio of means over ~650k training outputs: relative standard error < 0.001
-        assert report["inference"][feed]["ratio"] == pytest.approx(ratio, abs=0.01)
+        # ratio of means over ~650k training outputs: relative standard error < 0.001; a random
+        # prediction (dropout still on) is one run of 64 x 256 outputs x*b/0.8, b ~ Bernoulli(0.8),
+        # x ~ U[0.5, 1.5] fixed: relative std sqrt(0.8*0.2/0.64 * E[x^2]) = sqrt(0.25 * 13/12)
+        # = 0.52 per output, / sqrt(16384) = 0.0041; 5 of them is 0.02
+        tolerance = 0.01 if deterministic else 0.02
+        assert report["inference"][feed]["ratio"] == pytest.approx(ratio, abs=tolerance)
     assert report["aligned"] is True and report["aligned_feed"] == aligned_feed
     assert report["matches_article"] is matches
 

@@ -5,11 +5,11 @@ computed by NumPy from its stored weights, beside the assert."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from shared_build import keras_models
 
 from model_suite import suite_artefact  # noqa: F401  pylint: disable=unused-import
 from tf1_repro import cli
@@ -22,19 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """``(folder, stats)``: the models and their weights (``NAME/gamma``...)."""
-    out = str(tmp_path_factory.mktemp("inference_tf2_models"))
-    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore", CUDA_VISIBLE_DEVICES="-1")
-    base.pop("TF_USE_LEGACY_KERAS", None)
-    for extra, env in (([], dict(base, TF_USE_LEGACY_KERAS="1")), (["--keras3"], base)):
-        done = subprocess.run([sys.executable, os.path.join(HERE, "inference_tf2_models.py"), out, *extra],
-                              capture_output=True, text=True, env=env, check=False, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-    stats = {}
-    for name in ("stats_tfk.npz", "stats_k3.npz"):
-        with np.load(os.path.join(out, name)) as f:
-            stats.update(dict(f))
-    return out, stats
-
+    return keras_models(tmp_path_factory, "inference_tf2_models",
+                        os.path.join(HERE, "inference_tf2_models.py"),
+                        ("stats_tfk.npz", "stats_k3.npz"))
 
 def _batch(n=5, seed=3):
     return np.random.default_rng(seed).normal(size=(n, 8, 8, 1)).astype(np.float32) * 2 + 1

@@ -14,13 +14,13 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import zipfile
 
 import h5py
 import numpy as np
 import pytest
+
+from shared_build import keras_models
 import tensorflow.compat.v1 as tf
 
 from tf1_repro import cli
@@ -32,19 +32,9 @@ SAMPLES = 96
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """``(folder, {model/weight: array})``: see ``recalibrate_tf2_models.py``."""
-    out = str(tmp_path_factory.mktemp("recal_tf2_models"))
-    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore", CUDA_VISIBLE_DEVICES="-1")
-    base.pop("TF_USE_LEGACY_KERAS", None)
-    for extra, env in (([], dict(base, TF_USE_LEGACY_KERAS="1")), (["--keras3"], base)):
-        done = subprocess.run([sys.executable, os.path.join(HERE, "recalibrate_tf2_models.py"), out, *extra],
-                              capture_output=True, text=True, env=env, check=False, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-    weights = {}
-    for name in ("weights_tfk.npz", "weights_k3.npz"):
-        with np.load(os.path.join(out, name)) as f:
-            weights.update(dict(f))
-    return out, weights
-
+    return keras_models(tmp_path_factory, "recal_tf2_models",
+                        os.path.join(HERE, "recalibrate_tf2_models.py"),
+                        ("weights_tfk.npz", "weights_k3.npz"))
 
 @pytest.fixture(scope="session")
 def data(models):

@@ -170,9 +170,10 @@ def output_dtype(node):
     return tf.float32.as_datatype_enum
 
 
-def prune(graph_def, outputs):
+def prune(graph_def, outputs, control=True):
     """Only the nodes the ``outputs`` (node or tensor names) need, through data and control
-    inputs, in their original order; ValueError naming an output that is not a node."""
+    inputs (``control=False``: data inputs only, each node copied without its control inputs),
+    in their original order; ValueError naming an output (or data input) that is not a node."""
     by_name = nodes_by_name(graph_def)
     keep, stack = set(), [node_name(o) for o in outputs]
     while stack:
@@ -182,8 +183,9 @@ def prune(graph_def, outputs):
         if name not in by_name:
             raise ValueError(f"prune: outputs must be nodes of the graph, got {name!r}")
         keep.add(name)
-        stack.extend(node_name(i) for i in by_name[name].input)
-    return with_nodes(graph_def, [n for n in graph_def.node if n.name in keep])
+        stack.extend(node_name(i) for i in by_name[name].input if control or not is_control(i))
+    kept = [n for n in graph_def.node if n.name in keep]
+    return with_nodes(graph_def, kept if control else [without_controls(n) for n in kept])
 
 
 _NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")

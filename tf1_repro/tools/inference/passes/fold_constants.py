@@ -9,8 +9,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf1_repro.graph.graphdef import (const_value, consumers, is_control, make_const, node_name,
-                                      nodes_by_name, port, topological_order, with_nodes,
-                                      without_controls)
+                                      nodes_by_name, port, prune, topological_order, with_nodes)
 from tf1_repro.graph.ops import MERGE_OPS, PLACEHOLDER_OPS, SWITCH_OPS, VARIABLE_OPS
 from tf1_repro.tools.inference.context import PassResult
 from tf1_repro.tools.inference.passes.registry import register
@@ -123,17 +122,7 @@ def _evaluate(graph_def, names):
     """{name: value of output 0} computed by TensorFlow in a scratch graph holding only what
     ``names`` read through data inputs (each node copied without its control inputs); ValueError
     naming a data input that is not a node (as ``prune``)."""
-    by_name = nodes_by_name(graph_def)
-    keep, stack = set(), list(names)
-    while stack:
-        name = stack.pop()
-        if name in keep:
-            continue
-        if name not in by_name:
-            raise ValueError(f"prune: outputs must be nodes of the graph, got {name!r}")
-        keep.add(name)
-        stack.extend(node_name(i) for i in by_name[name].input if not is_control(i))
-    needed = with_nodes(graph_def, [without_controls(n) for n in graph_def.node if n.name in keep])
+    needed = prune(graph_def, names, control=False)
     with tf.Graph().as_default() as graph:
         tf.import_graph_def(needed, name="")
         fetches = [graph.get_tensor_by_name(f"{n}:0") for n in names]
