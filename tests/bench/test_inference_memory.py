@@ -16,10 +16,16 @@ def test_memory_measure_on_the_bench_network_computes_every_field():
     assert result["latency_runs"] == 0 and result["tf_import_mb"] > 0
     (case,) = result["cases"]
     assert set(case) == {"case", "model_bytes", "restore_mb", "peak_rss_mb",
-                         "peak_over_restore_mb", "seconds", "ok"}
+                         "peak_over_restore_mb", "step_peaks_mb", "largest_step_mb",
+                         "peak_over_largest_step", "seconds", "ok"}
     assert case["case"] == "article_net" and case["ok"] is True
     assert case["peak_rss_mb"] > 0 and case["restore_mb"] > 0 and case["seconds"] > 0
     assert case["peak_over_restore_mb"] == case["peak_rss_mb"] - case["restore_mb"]
+    # each step ran alone in its own child (a failed step would be None)
+    assert set(case["step_peaks_mb"]) == set(memory.STEPS)
+    assert all(p is not None and p > 0 for p in case["step_peaks_mb"].values())
+    assert case["largest_step_mb"] == max(case["step_peaks_mb"].values())
+    assert case["peak_over_largest_step"] == case["peak_rss_mb"] / case["largest_step_mb"]
     # the variables' bytes: what build_network declares, counted here from the graph
     with tf.Graph().as_default():
         inference.build_network(with_bn=True)
@@ -27,7 +33,7 @@ def test_memory_measure_on_the_bench_network_computes_every_field():
                        for v in tf.global_variables())
     assert case["model_bytes"] == declared
     text = memory.format_memory(result)
-    assert "article_net" in text and "peak RSS" in text
+    assert "article_net" in text and "peak RSS" in text and "largest step" in text
 
 
 def test_child_peak_reports_the_child_alone():

@@ -8,6 +8,12 @@ so nothing the benchmark itself holds is counted. Beside it, two baselines, each
 ``Saver.restore`` in a ``tf.Session``), and the model's size: the bytes of its checkpoint's
 variables (every element of every variable, at its dtype's size).
 
+And the largest single step: each heavy step of ``to-inference`` run alone on the served frozen
+graph in a fresh child (``run_step``): ``run`` (TensorFlow imports it and runs it once, batch 16,
+in a default session: Grappler and all), ``onnx`` and ``tflite`` (``formats.write_onnx`` /
+``write_tflite``, the converters as to-inference calls them). ``to-inference`` cannot peak below
+the largest of these, so ``peak / largest step`` is what its own orchestration adds (1.0: none).
+
 Models (``CASES``): ``article_net``, the bench's own 6-block network with the article's
 ``bn_layer`` (``inference.build_network``, ~1 MB); ``slim_resnet_v1_50``, TF-Slim's
 ``resnet_v1_50`` (~94 MB of variables) at 32x32 with 10 classes, its ``is_training`` a
@@ -26,6 +32,7 @@ import time
 import numpy as np
 
 CASES = ("article_net", "slim_resnet_v1_50")
+STEPS = ("run", "onnx", "tflite")
 RESNET_SIZE = 32
 RESNET_CLASSES = 10
 RESNET_STEPS = 2
@@ -66,6 +73,52 @@ def child_peak(argv, log_path=None):
         with open(result, encoding="utf-8") as f:
             status, kilobytes = (int(v) for v in f.read().split())
     return status, kilobytes / 1024, time.perf_counter() - start
+
+
+def run_step(step, frozen_path, report_path, scratch):
+    """One step of ``to-inference`` alone (see the module docstring) on the frozen graph
+    ``frozen_path``, its inputs and outputs read from to-inference's JSON report; what it writes
+    goes under ``scratch``. Called in a child process by ``measure``."""
+    import json  # pylint: disable=import-outside-toplevel
+    import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
+    from tf1_repro import runtime  # pylint: disable=import-outside-toplevel
+    from tf1_repro.tools.inference import formats  # pylint: disable=import-outside-toplevel
+    runtime.use_tf1_behavior()
+    with open(report_path, encoding="utf-8") as f:
+        report = json.load(f)
+    inputs, outputs = report["inputs"], report["outputs"]
+    graph_def = tf.GraphDef()
+    with open(frozen_path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    with tf.Graph().as_default() as graph:
+        tf.import_graph_def(graph_def, name="")
+    shapes = {i: [None] + graph.get_tensor_by_name(i).shape.as_list()[1:] for i in inputs}
+    if step == "run":
+        rng = np.random.default_rng(0)
+        feeds = {i: rng.normal(size=[16] + shapes[i][1:]).astype(
+            graph.get_tensor_by_name(i).dtype.as_numpy_dtype) for i in inputs}
+        with tf.Session(graph=graph) as sess:
+            sess.run(outputs, feeds)
+    elif step == "onnx":
+        del graph
+        formats.write_onnx(graph_def, inputs, outputs, os.path.join(scratch, "model.onnx"))
+    elif step == "tflite":
+        del graph
+        formats.write_tflite(graph_def, inputs, outputs, shapes, os.path.join(scratch, "model.tflite"))
+    else:
+        raise ValueError(f"step must be one of {', '.join(STEPS)}, got {step!r}")
+
+
+def step_peaks(frozen_path, report_path):
+    """{step: peak RSS in MB of ``run_step`` alone in a fresh child, or None when it failed}."""
+    code = "import sys; from tf1_repro.bench.memory import run_step; run_step(*sys.argv[1:])"
+    peaks = {}
+    for step in STEPS:
+        with tempfile.TemporaryDirectory() as scratch:
+            status, peak, _ = child_peak([sys.executable, "-c", code, step, frozen_path,
+                                          report_path, scratch])
+        peaks[step] = peak if status == 0 else None
+    return peaks
 
 
 def variable_bytes(prefix):
@@ -155,7 +208,8 @@ def measure(cases=CASES, latency_runs=LATENCY_RUNS, seed=0, log=None):
     """Build each case, then measure in children: ``import tensorflow``, a plain restore of
     the checkpoint and ``to-inference`` (``--latency-runs latency_runs``). Returns
     {"tf_import_mb", "latency_runs", "cases": [{case, model_bytes, restore_mb, peak_rss_mb,
-    peak_over_restore_mb, seconds, ok}]} (MB: 2**20 bytes)."""
+    peak_over_restore_mb, step_peaks_mb: {step: MB}, largest_step_mb, peak_over_largest_step,
+    seconds, ok}]} (MB: 2**20 bytes). The steps are measured when to-inference succeeded."""
     import json  # pylint: disable=import-outside-toplevel
     log = log or (lambda line: None)
     _, tf_import, _ = child_peak([sys.executable, "-c", "import tensorflow"])
@@ -171,13 +225,17 @@ def measure(cases=CASES, latency_runs=LATENCY_RUNS, seed=0, log=None):
                 [sys.executable, "-m", "tf1_repro", "to-inference", prefix, "--outputs", output,
                  "--out", os.path.join(tmp, "served"), "--latency-runs", str(latency_runs),
                  "--quiet", "--json", report], os.path.join(tmp, "to_inference.log"))
-            ok = False
+            ok, steps = False, {step: None for step in STEPS}
             if status == 0:
                 with open(report, encoding="utf-8") as f:
                     ok = json.load(f)["ok"]
+                steps = step_peaks(os.path.join(tmp, "served", "frozen_graph.pb"), report)
             size = variable_bytes(prefix)
+        largest = max((p for p in steps.values() if p is not None), default=None)
         results.append({"case": case, "model_bytes": size, "restore_mb": restore,
                         "peak_rss_mb": peak, "peak_over_restore_mb": peak - restore,
+                        "step_peaks_mb": steps, "largest_step_mb": largest,
+                        "peak_over_largest_step": None if largest is None else peak / largest,
                         "seconds": seconds, "ok": bool(ok)})
         log(f"  memory: {case}: peak {peak:.0f} MB")
     return {"tf_import_mb": tf_import, "latency_runs": latency_runs, "cases": results}
@@ -188,11 +246,22 @@ def format_memory(result):
     lines = [f"  to-inference peak RSS (a child process each; --latency-runs "
              f"{result['latency_runs']}; import tensorflow alone: {result['tf_import_mb']:.0f} MB)",
              f"  {'model':<20} {'variables MB':>12} {'restore MB':>11} {'peak MB':>9} "
-             f"{'peak-restore':>13} {'/ model':>8} {'s':>6}"]
+             f"{'peak-restore':>13} {'/ model':>8} {'largest step MB':>16} {'peak / step':>12} "
+             f"{'s':>6}"]
     for c in result["cases"]:
         model_mb = c["model_bytes"] / 2 ** 20
+        step = c.get("largest_step_mb")
         lines.append(f"  {c['case']:<20} {model_mb:>12.1f} {c['restore_mb']:>11.0f} "
                      f"{c['peak_rss_mb']:>9.0f} {c['peak_over_restore_mb']:>13.0f} "
-                     f"{c['peak_over_restore_mb'] / model_mb:>7.1f}x {c['seconds']:>6.1f}"
+                     f"{c['peak_over_restore_mb'] / model_mb:>7.1f}x "
+                     f"{'-' if step is None else format(step, '.0f'):>16} "
+                     f"{'-' if step is None else format(c['peak_over_largest_step'], '.2f') + 'x':>12} "
+                     f"{c['seconds']:>6.1f}"
                      + ("" if c["ok"] else "  (to-inference failed or not verified)"))
+    steps = [c for c in result["cases"] if c.get("largest_step_mb")]
+    if steps:
+        lines.append("  largest step: the peak of one step of to-inference alone in a fresh process "
+                     "(" + "; ".join(f"{c['case']}: " + ", ".join(
+                         f"{k} {v:.0f}" if v is not None else f"{k} failed"
+                         for k, v in c["step_peaks_mb"].items()) for c in steps) + " MB)")
     return "\n".join(lines)

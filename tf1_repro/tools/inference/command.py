@@ -3,21 +3,23 @@
 prediction feeds (``verify``), time the variants (``latency``) and move what ran into ``--out``.
 (Moved from ``tools/inference.py``; the report gains ``passes``: one record per pass run.)"""
 
+import gc
+import os
+
 import numpy as np
 
 from tf1_repro.graph import safety
-from tf1_repro.graph.errors import run_error_line
 from tf1_repro.graph.feeds import parse_feed as _parse_feed
 from tf1_repro.graph.graphdef import make_identity, node_name, nodes_by_name, tensor_dtypes, tensor_name, with_nodes
 from tf1_repro.tools.inference import fix_verify
 from tf1_repro.tools.inference.convert import convert
 from tf1_repro.tools.inference.errors import InferenceError
-from tf1_repro.tools.inference.latency import VARIANTS, measure_latency
+from tf1_repro.tools.inference.latency import VARIANTS, cannot_run, time_variant
 from tf1_repro.tools.inference.training_mode import plan_fixes
 from tf1_repro.tools.inference.verify import input_shapes, make_batches, random_ops, same_outputs, verify
 
 TF2_FORMATS = ("saved_model_tf2", "keras", "keras_h5")
-# the artefacts whose verified runner is kept for timing, and the variant each is timed as
+# the artefacts whose verified runner is timed (before it is closed), and the variant each is timed as
 TIMED_AS = {"frozen": "folded", "onnx": "onnxruntime", "tflite": "tflite"}
 
 
@@ -160,7 +162,8 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                  progress=None, signature=None, fix_training_mode=False):
     """Load ``path``, convert (see ``convert``), write the formats into a scratch directory,
     verify each there against the original graph run with the prediction feeds (batch 1 and
-    16), time the variants (batch 1 and 64, ``latency_runs`` interleaved rounds; 0 skips),
+    16), time the variants (batch 1 and 64, ``latency_runs`` rounds, one variant at a time:
+    ``latency.time_variant``; 0 skips),
     then move into ``out_dir`` every artefact that ran (verified or not: the report says);
     one that a converter or runtime failed on is reported with a one-line ``error`` and not
     written.
@@ -226,9 +229,16 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
         # Every refusal of bad input comes before the display starts (its lines would precede
         # the one-line error); only an op a converter cannot take is found later.
         stages = 2 + 2 * len(formats)
+        latency, latency_errors = {}, {}
         with progress_display.resolve(progress)("to-inference", stages, "stage") as bar:
             checks = make_batches(graph, conv["inputs"], data, (1, 16))
             timing = make_batches(graph, conv["inputs"], data, (1, 64), seed=1) if latency_runs else {}
+
+            def time_(variant, open_runner):
+                latency[variant], error = time_variant(variant, open_runner, timing, latency_runs,
+                                                       progress=progress)
+                if error:
+                    latency_errors[variant] = error
             original = fmt.open_session(graph, sess, conv["outputs"], conv["feeds"])
             repaired = fmt.open_graph_def(conv["repaired"], conv["outputs"]) if conv["fixed"] else None
             reference_runner = repaired or original
@@ -245,38 +255,45 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             fix_checks = _fix_checks(fmt, art, (graph, sess, findings), fixes, conv, largest,
                                      reference[max(checks)], tolerance) if repaired else None
             if repaired is not None:
-                repaired.close()
-            conv["repaired"] = None
+                _close(repaired)
+            conv["repaired"] = repaired = None
             bar.update(1, done="reference run")
+            if latency_runs:
+                time_("original", lambda: original)
+            # From here on the artefacts are compared with ``reference``: the original's session
+            # is closed, and one served model at a time is in memory (its runner is closed before
+            # the next opens), each timed while it is open.
+            sess.close()
+            original = reference_runner = graph = findings = fixes = None
+            gc.collect()
             with tempfile.TemporaryDirectory() as tmp:
+                unfolded_path = fmt.write_frozen(unfolded, os.path.join(tmp, "unfolded.pb")) \
+                    if latency_runs else None
+                unfolded = None
                 staged, artefacts, skipped = _write_formats(
                     fmt, formats, folded, conv["inputs"], served_outputs, shapes, tmp, input_keys,
                     output_keys, log, bar)
-                runners, latency, latency_errors = {"original": original}, {}, {}
-                if latency_runs:
-                    # Opened and run once before the artefacts' runners exist: TensorFlow's first
-                    # run of a graph (grappler) holds ~9x its weights for a moment (measured).
-                    _open_timed(fmt, runners, "frozen_unfolded", unfolded, served_outputs,
-                                timing, latency_errors)
-                unfolded = None
+                folded_path = staged.get("frozen") or (
+                    fmt.write_frozen(folded, os.path.join(tmp, "folded.pb")) if latency_runs else None)
+                folded = None
+                gc.collect()
                 for name, staged_path in staged.items():
-                    artefacts[name] = _verify_artefact(fmt, name, staged_path, conv["inputs"],
-                                                       served_outputs, reference, checks,
-                                                       tolerance, runners if latency_runs else None)
+                    artefacts[name], runner = _verify_artefact(
+                        fmt, name, staged_path, conv["inputs"], served_outputs, reference, checks,
+                        tolerance)
                     bar.update(1, done=f"{name} " + (
                         "failed" if artefacts[name].get("error") else "compared"))
+                    if runner is not None and latency_runs and name in TIMED_AS:
+                        time_(TIMED_AS[name], lambda r=runner: r)  # closed once timed
+                    elif runner is not None:
+                        _close(runner)
+                    runner = None
                 bar.update(len(formats) - len(staged))  # skipped or failed: nothing to verify
                 if latency_runs:
-                    if "folded" not in runners:  # else: the verified frozen artefact, this graph
-                        _open_timed(fmt, runners, "folded", folded, served_outputs, timing,
-                                    latency_errors)
-                    folded = None
-                    latency = measure_latency({v: runners[v] for v in VARIANTS if v in runners},
-                                              timing, latency_runs, progress=progress,
-                                              errors=latency_errors)
-                    latency.update({v: None for v in latency_errors})
-                for runner in runners.values():
-                    runner.close()
+                    time_("frozen_unfolded", lambda: fmt.open_frozen(unfolded_path, served_outputs))
+                    if "folded" not in latency:  # the frozen artefact was not written or not run
+                        time_("folded", lambda: fmt.open_frozen(folded_path, served_outputs))
+                    latency = {v: latency[v] for v in VARIANTS if v in latency}
                 _move_verified(staged, artefacts, targets, out_dir)
                 artefacts = {n: artefacts[n] for n in formats if n in artefacts}
                 bar.update(1, done="moved")
@@ -317,7 +334,6 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
 def _check_out(out_dir, formats, fmt):
     """{format: target path} in ``out_dir``; InferenceError when ``out_dir`` is a file, lies
     under a file or an unwritable directory, or already holds one of the targets."""
-    import os  # pylint: disable=import-outside-toplevel
     if not out_dir:
         raise InferenceError("--out must name a directory (new or without the artefacts' names), "
                              "got ''")
@@ -386,7 +402,6 @@ def _write_formats(fmt, formats, graph_def, inputs, outputs, shapes, tmp, input_
     {format: failed artefact entry}, {format: install hint}). A missing package skips its format
     (logged); an op a format cannot take raises InferenceError (nothing is in --out yet); any
     other converter failure is that format's one-line ``error``."""
-    import os  # pylint: disable=import-outside-toplevel
     staged, failed, skipped = {}, {}, {}
     for name in formats:
         path = os.path.join(tmp, fmt.FILE_NAMES[name])
@@ -421,46 +436,31 @@ def _failed_entry(error):
             "batch_independent": False, "deterministic": False, "bytes": 0}
 
 
-def _open_timed(fmt, runners, variant, graph_def, outputs, timing, errors):
-    """``runners[variant]``: a session of ``graph_def``, run once on the smallest timing batch
-    (an untimed run: timing starts with one warm-up run of each anyway; an error there is left
-    for that warm-up to report); ``errors[variant]`` when it cannot be opened."""
-    try:
-        runners[variant] = fmt.open_graph_def(graph_def, outputs)
-    except Exception as err:  # pylint: disable=broad-except
-        errors[variant] = f"cannot run: {type(err).__name__}: {run_error_line(err)}"
-        return
-    try:
-        runners[variant].run(timing[min(timing)])
-    except Exception:  # pylint: disable=broad-except
-        pass
-
-
-def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolerance, runners):
-    """The artefact's report entry: ``verify`` of its runner, or a one-line ``error`` when it
-    cannot be opened or run. Its runner is kept in ``runners`` (for timing) when given: ONNX's
-    as ``onnxruntime``, TFLite's as ``tflite``, and the frozen graph's as ``folded`` (it is the
-    folded graph, serialised: one TensorFlow session of it instead of two)."""
+def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolerance):
+    """(the artefact's report entry, its runner): ``verify`` of the runner, left open for the
+    caller to time or close; (an entry with a one-line ``error``, None) when it cannot be opened
+    or run (its runner closed)."""
     try:
         runner = _open_artefact(fmt, name, path, inputs, outputs)
     except Exception as err:  # pylint: disable=broad-except
-        return _failed_entry(f"cannot load: {type(err).__name__}: {fmt.one_line(err)}")
+        return _failed_entry(f"cannot load: {type(err).__name__}: {fmt.one_line(err)}"), None
     try:
         result = verify(runner, reference, checks, tolerance)
     except Exception as err:  # pylint: disable=broad-except
-        runner.close()
-        return _failed_entry(f"cannot run: {type(err).__name__}: {run_error_line(err)}")
-    if name in TIMED_AS and runners is not None:
-        runners[TIMED_AS[name]] = runner
-    else:
-        runner.close()  # one model in memory at a time when nothing is timed
-    return {"path": path, "error": None, **result, "bytes": fmt.file_size(path)}
+        _close(runner)
+        return _failed_entry(cannot_run(err)), None
+    return {"path": path, "error": None, **result, "bytes": fmt.file_size(path)}, runner
+
+
+def _close(runner):
+    """Close a runner and collect its memory (a TF graph and session are reference cycles)."""
+    runner.close()
+    gc.collect()
 
 
 def _move_verified(staged, artefacts, targets, out_dir):
     """Move each staged artefact that ran (no ``error``) into ``out_dir``; its entry's path
     becomes the target. Failed ones stay in the scratch directory (deleted with it)."""
-    import os  # pylint: disable=import-outside-toplevel
     import shutil  # pylint: disable=import-outside-toplevel
     ran = [n for n in staged if not artefacts[n].get("error")]
     if ran:

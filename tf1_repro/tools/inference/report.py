@@ -58,7 +58,7 @@ def format_report(report):
     for name, hint in report["skipped"].items():
         lines.append(f"    {name:<12} skipped  ({hint})")
     if report["latency_ms"]:
-        lines.append(f"  latency, median of {report['latency_runs']} interleaved runs (ms):")
+        lines.append(f"  latency, median of {report['latency_runs']} runs, one variant at a time (ms):")
         lines.append(f"    {'variant':<16} {'batch 1':>9} {'batch 64':>9}")
         for variant, t in report["latency_ms"].items():
             if t is None:
