@@ -27,10 +27,16 @@ import tempfile
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Keys whose values are times, file sizes or paths (they change from run to run or with the folder).
-VOLATILE = ("seconds", "latency", "time", "_ms", "ms_", "size", "bytes", "path", "source", "out",
-            "written", "file", "dir", "checkpoint", "scratch", "passes", "rss", "memory",
-            "per_second")
+# Keys whose values are times, file sizes or paths (they change from run to run or with the folder):
+# a key is dropped when one of its words (split at "_", a plural "s" ignored) is one of these, so
+# "out" drops ``out`` and ``out_dir`` but keeps ``outputs`` and ``dropouts_removed``.
+VOLATILE = ("second", "latency", "time", "ms", "size", "byte", "path", "source", "out",
+            "written", "file", "dir", "checkpoint", "scratch", "passe", "rss", "memory")
+
+
+def _volatile(key):
+    words = [w[:-1] if w.endswith("s") and len(w) > 3 else w for w in key.lower().split("_")]
+    return any(w in VOLATILE for w in words)
 
 
 def _suite():
@@ -78,7 +84,7 @@ def _commands(name, case, scratch):
 def _clean(value, scratch, artefacts):
     if isinstance(value, dict):
         return {k: _clean(v, scratch, artefacts) for k, v in value.items()
-                if not any(word in k.lower() for word in VOLATILE)}
+                if not _volatile(k)}
     if isinstance(value, list):
         return [_clean(v, scratch, artefacts) for v in value]
     if isinstance(value, str):
@@ -92,7 +98,7 @@ def _drop_volatile(value):
     """``value`` without the keys ``VOLATILE`` names (a record made with an older list)."""
     if isinstance(value, dict):
         return {k: _drop_volatile(v) for k, v in value.items()
-                if not any(word in k.lower() for word in VOLATILE)}
+                if not _volatile(k)}
     if isinstance(value, list):
         return [_drop_volatile(v) for v in value]
     return value

@@ -704,3 +704,28 @@ def test_relative_difference_is_beside_the_absolute_one(tmp_path):
     assert f"max |diff| {expected_abs:.3g} (rel {expected_rel:.1e})" in line
     assert json.loads(json.dumps(report))["artefacts"]["frozen"]["max_rel_diff"] == \
         entry["max_rel_diff"]
+
+
+def test_outputs_the_same_for_every_check_input_are_named(tmp_path):
+    """A softmax over equal logits (every column of the dense kernel the same: an untrained net's
+    flat output) is 1/3 for every input: every artefact matches it, which shows little, and the
+    report says so (ok stays what the comparison found)."""
+    with tf.Graph().as_default() as g, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        x = tf.placeholder(tf.float32, [None, C], name="x")
+        training = tf.placeholder_with_default(False, [], name="training")
+        h = tf.layers.batch_normalization(x, training=training, name="bn")
+        kernel = tf.get_variable("kernel", [C, 3], initializer=tf.constant_initializer(0.5))
+        tf.nn.softmax(tf.matmul(h, kernel), name="flat")
+        tf.identity(tf.matmul(h, kernel[:, :1] * [[1.0, 2.0, 3.0]]), name="varies")
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, str(tmp_path / "m.ckpt"))
+    report = inf.to_inference(prefix, ["flat", "varies"], str(tmp_path / "o"), formats=["frozen"],
+                              latency_runs=0)
+    assert report["ok"] and report["constant_outputs"] == ["flat:0"]
+    assert report["artefacts"]["frozen"]["max_abs_diff"] <= 1e-6  # 1/3 everywhere, both sides
+    text = inf.format_report(report)
+    assert ("  ! flat:0: the same value for every check input, so matching it shows little (an "
+            "artefact that ignored its input would match too); verify with real inputs: --data "
+            "FILE.npz") in text.splitlines()

@@ -9,9 +9,10 @@ so nothing the benchmark itself holds is counted. Beside it, two baselines, each
 variables (every element of every variable, at its dtype's size).
 
 And the largest single step: each heavy step of ``to-inference`` run alone on the served frozen
-graph in a fresh child (``run_step``): ``run`` (TensorFlow imports it and runs it once, batch 16,
-in a default session: Grappler and all), ``onnx`` and ``tflite`` (``formats.write_onnx`` /
-``write_tflite``, the converters as to-inference calls them). ``to-inference`` cannot peak below
+graph in a fresh child (``run_step``): ``run`` (TensorFlow imports it and runs it at batch 1,
+16 and 64, the sizes to-inference checks and times, in a default session: Grappler and all),
+``onnx`` and ``tflite`` (``formats.write_onnx`` / ``write_tflite``, the converters as
+to-inference calls them). ``to-inference`` cannot peak below
 the largest of these, so ``peak / largest step`` is what its own orchestration adds (1.0: none).
 
 Models (``CASES``): ``article_net``, the bench's own 6-block network with the article's
@@ -33,6 +34,7 @@ import numpy as np
 
 CASES = ("article_net", "slim_resnet_v1_50")
 STEPS = ("run", "onnx", "tflite")
+RUN_BATCHES = (1, 16, 64)  # the batch sizes to-inference runs a served graph at (checks, timing)
 RESNET_SIZE = 32
 RESNET_CLASSES = 10
 RESNET_STEPS = 2
@@ -95,10 +97,10 @@ def run_step(step, frozen_path, report_path, scratch):
     shapes = {i: [None] + graph.get_tensor_by_name(i).shape.as_list()[1:] for i in inputs}
     if step == "run":
         rng = np.random.default_rng(0)
-        feeds = {i: rng.normal(size=[16] + shapes[i][1:]).astype(
-            graph.get_tensor_by_name(i).dtype.as_numpy_dtype) for i in inputs}
         with tf.Session(graph=graph) as sess:
-            sess.run(outputs, feeds)
+            for size in RUN_BATCHES:
+                sess.run(outputs, {i: rng.normal(size=[size] + shapes[i][1:]).astype(
+                    graph.get_tensor_by_name(i).dtype.as_numpy_dtype) for i in inputs})
     elif step == "onnx":
         del graph
         formats.write_onnx(graph_def, inputs, outputs, os.path.join(scratch, "model.onnx"))

@@ -193,6 +193,12 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
         _check_data_arrays(data)
     art, graph, sess, findings = open_artefact(path, signature)
     tf2 = art.format in TF2_FORMATS
+    # what the report says of the artefact read (``art`` itself, its graph protos, goes after
+    # the reference run)
+    read = {"format": art.format, "signature": art.signature,
+            "signatures": art.signature_names if tf2 else [],
+            "writes_left_out": [w["node"] for w in art.writes] if tf2 else []}
+    signature_inputs, signature_outputs = dict(art.inputs), dict(art.outputs)
     try:
         if not outputs:
             if not tf2:
@@ -264,7 +270,8 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             # is closed, and one served model at a time is in memory (its runner is closed before
             # the next opens), each timed while it is open.
             sess.close()
-            original = reference_runner = graph = findings = fixes = None
+            # nothing of the original is run again: its graph, session and protos can go
+            original = reference_runner = graph = sess = findings = fixes = art = None
             gc.collect()
             with tempfile.TemporaryDirectory() as tmp:
                 unfolded_path = fmt.write_frozen(unfolded, os.path.join(tmp, "unfolded.pb")) \
@@ -298,24 +305,25 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                 artefacts = {n: artefacts[n] for n in formats if n in artefacts}
                 bar.update(1, done="moved")
     finally:
-        sess.close()
+        if sess is not None:
+            sess.close()
     finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
+    constant = _constant_outputs(reference[max(reference)], served_outputs)
     ok = finite and deterministic and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
                         and a["deterministic"] for a in artefacts.values()) and not latency_errors
     ok = ok and not conv["not_fixed"] and (fix_checks is None or fix_checks["ok"])
     scale = max((float(np.max(np.abs(v), initial=0.0)) for v in reference[max(reference)]), default=0.0)
     batch_dependent = shift is not None and shift > tolerance * max(1.0, scale)
-    return {"source": path, "format": art.format, "signature": art.signature,
-            "signatures": art.signature_names if tf2 else [],
+    return {"source": path, **{k: read[k] for k in ("format", "signature", "signatures")},
             "fix_training_mode": bool(fix_training_mode), "fixed": conv["fixed"],
             "not_fixed": conv["not_fixed"], "fix_checks": fix_checks,
             "original_batch_dependent": bool(batch_dependent),
             "original_batch_shift": shift, "training_mode_hint": _hint(
                 path, conv, fix_training_mode, batch_dependent, deterministic),
-            "writes_left_out": [w["node"] for w in art.writes] if tf2 else [],
+            "writes_left_out": read["writes_left_out"],
             "inputs": conv["inputs"], "outputs": served_outputs,
-            "input_keys": _keys_of(conv["inputs"], art.inputs) if tf2 else {},
-            "output_keys": _keys_of(served_outputs, art.outputs) if tf2 else {},
+            "input_keys": _keys_of(conv["inputs"], signature_inputs) if tf2 else {},
+            "output_keys": _keys_of(served_outputs, signature_outputs) if tf2 else {},
             "feeds": conv["feeds"], "bn_layers": conv["bn_layers"],
             "dropouts_removed": conv["dropouts_removed"], "dropouts_kept": conv["dropouts_kept"],
             "dropouts_scaled": conv["dropouts_scaled"],
@@ -326,9 +334,19 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             "artefacts": artefacts, "skipped": skipped, "latency_ms": latency,
             "latency_runs": latency_runs, "latency_errors": latency_errors,
             "tolerance": tolerance, "original_finite": bool(finite),
+            "constant_outputs": constant,
             "original_deterministic": bool(deterministic), "ok": bool(ok)}
 
 
+
+
+def _constant_outputs(values, outputs):
+    """The outputs whose every row is the same finite value on the largest check batch (a
+    saturated softmax, an untrained net's flat output): a comparison on them cannot tell an
+    artefact that ignores its input from a right one. (Non-finite outputs have their own line.)"""
+    return [name for name, value in zip(outputs, values)
+            if np.ndim(value) >= 1 and len(value) > 1 and np.all(np.isfinite(value))
+            and np.array_equal(value, np.broadcast_to(value[:1], value.shape))]
 
 
 def _check_out(out_dir, formats, fmt):

@@ -17,7 +17,7 @@ def format_report(report):
     lines = [f"to-inference {report['source']}: inputs "
              f"{_keyed(report['inputs'], report.get('input_keys'))} -> outputs "
              f"{_keyed(report['outputs'], report.get('output_keys'))}",
-             f"  prediction feeds bound: " + (", ".join(f"{k}={v}" for k, v in report['feeds'].items())
+             "  prediction feeds bound: " + (", ".join(f"{k}={v}" for k, v in report['feeds'].items())
                                              or "none"),
              f"  ops before ({sum(report['ops_before'].values())}): {_ops_line(report['ops_before'])}",
              f"  ops after  ({sum(report['ops_after'].values())}): {_ops_line(report['ops_after'])}"]
@@ -68,6 +68,12 @@ def format_report(report):
             lines.append(f"    {variant:<16} {t['1']:>9.3f} {t['64']:>9.3f}")
     if not report["original_finite"]:
         lines.append("  ! the original graph's outputs are not finite (NaN/inf) on the check inputs")
+    if report.get("constant_outputs"):
+        keys = report.get("output_keys") or {}
+        named = [f"{keys[o]} ({o})" if o in keys else o for o in report["constant_outputs"]]
+        lines.append(f"  ! {', '.join(named)}: the same value for every check "
+                     f"input, so matching it shows little (an artefact that ignored its input "
+                     f"would match too); verify with real inputs: --data FILE.npz")
     lines += _fix_check_lines(report.get("fix_checks"))
     failed = [n for n, a in report["artefacts"].items() if a.get("error")]
     hint = report.get("training_mode_hint")

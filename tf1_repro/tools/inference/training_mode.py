@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tf1_repro.graph.graphdef import const_value, node_name, nodes_by_name, port, tensor_name
+from tf1_repro.graph.graphdef import const_value, node_name, nodes_by_name, tensor_name
 from tf1_repro.graph.ops import FUSED_BN_OPS, VARIABLE_OPS, WRITE_OPS
 
 
