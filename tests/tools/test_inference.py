@@ -729,3 +729,7 @@ def test_outputs_the_same_for_every_check_input_are_named(tmp_path):
     assert ("  ! flat:0: the same value for every check input, so matching it shows little (an "
             "artefact that ignored its input would match too); verify with real inputs: --data "
             "FILE.npz") in text.splitlines()
+    # one --data row, tiled into every check batch: the inputs are the same too, nothing is claimed
+    one_row = inf.to_inference(prefix, ["flat", "varies"], str(tmp_path / "o1"), formats=["frozen"],
+                               latency_runs=0, data={"x": np.ones((1, C), np.float32)})
+    assert one_row["ok"] and one_row["constant_outputs"] == []

@@ -308,7 +308,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
         if sess is not None:
             sess.close()
     finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
-    constant = _constant_outputs(reference[max(reference)], served_outputs)
+    constant = _constant_outputs(reference[max(reference)], served_outputs, checks[max(checks)])
     ok = finite and deterministic and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
                         and a["deterministic"] for a in artefacts.values()) and not latency_errors
     ok = ok and not conv["not_fixed"] and (fix_checks is None or fix_checks["ok"])
@@ -340,13 +340,23 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
 
 
 
-def _constant_outputs(values, outputs):
+def _constant_outputs(values, outputs, feeds):
     """The outputs whose every row is the same finite value on the largest check batch (a
-    saturated softmax, an untrained net's flat output): a comparison on them cannot tell an
-    artefact that ignores its input from a right one. (Non-finite outputs have their own line.)"""
+    saturated softmax, an untrained net's flat output) although its input rows differ: a
+    comparison on them cannot tell an artefact that ignores its input from a right one.
+    (Non-finite outputs have their own line; with every input row the same, e.g. a one-row
+    --data file tiled, nothing is claimed.)"""
+    if all(_rows_equal(v) for v in feeds.values()):
+        return []
     return [name for name, value in zip(outputs, values)
-            if np.ndim(value) >= 1 and len(value) > 1 and np.all(np.isfinite(value))
-            and np.array_equal(value, np.broadcast_to(value[:1], value.shape))]
+            if np.all(np.isfinite(value)) and _rows_equal(value)]
+
+
+def _rows_equal(value):
+    """Whether ``value`` has at least two rows and every row equals the first."""
+    value = np.asarray(value)
+    return value.ndim >= 1 and len(value) > 1 and \
+        np.array_equal(value, np.broadcast_to(value[:1], value.shape))
 
 
 def _check_out(out_dir, formats, fmt):
