@@ -398,7 +398,7 @@ def _add_to_inference(commands):
                    "input); default N(0, 1) shaped by the placeholders")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--latency-runs", type=int, default=30, metavar="N",
-                   help="interleaved timing rounds (default 30; 0 skips timing)")
+                   help="timing rounds per variant, one variant at a time (default 30; 0 skips timing)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     p.add_argument("--verbose", action="store_true",
                    help="also print each serving pass: name, nodes before -> after, what changed")

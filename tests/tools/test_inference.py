@@ -708,28 +708,40 @@ def test_relative_difference_is_beside_the_absolute_one(tmp_path):
 
 def test_outputs_the_same_for_every_check_input_are_named(tmp_path):
     """A softmax over equal logits (every column of the dense kernel the same: an untrained net's
-    flat output) is 1/3 for every input: every artefact matches it, which shows little, and the
-    report says so (ok stays what the comparison found)."""
+    flat output) is 1/3 for every input, and one over logits scaled by 1e-7 is 1/3 within 1e-7:
+    an artefact that gave 1/3 whatever its input would pass the comparison on both (tolerance
+    1e-4 x max(1, 1/3) = 1e-4), which the report says (ok stays what the comparison found)."""
     with tf.Graph().as_default() as g, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         x = tf.placeholder(tf.float32, [None, C], name="x")
         training = tf.placeholder_with_default(False, [], name="training")
         h = tf.layers.batch_normalization(x, training=training, name="bn")
         kernel = tf.get_variable("kernel", [C, 3], initializer=tf.constant_initializer(0.5))
+        varying = kernel * np.arange(1.0, 1.0 + 3 * C).reshape(C, 3).astype(np.float32)
         tf.nn.softmax(tf.matmul(h, kernel), name="flat")
-        tf.identity(tf.matmul(h, kernel[:, :1] * [[1.0, 2.0, 3.0]]), name="varies")
+        tf.nn.softmax(tf.matmul(h, 1e-7 * varying), name="nearly")
+        tf.identity(tf.matmul(h, varying), name="varies")
         with tf.Session(graph=g) as sess:
             sess.run(tf.global_variables_initializer())
             prefix = tf.train.Saver().save(sess, str(tmp_path / "m.ckpt"))
-    report = inf.to_inference(prefix, ["flat", "varies"], str(tmp_path / "o"), formats=["frozen"],
+    outputs = ["flat", "nearly", "varies"]
+    report = inf.to_inference(prefix, outputs, str(tmp_path / "o"), formats=["frozen"],
                               latency_runs=0)
-    assert report["ok"] and report["constant_outputs"] == ["flat:0"]
-    assert report["artefacts"]["frozen"]["max_abs_diff"] <= 1e-6  # 1/3 everywhere, both sides
-    text = inf.format_report(report)
-    assert ("  ! flat:0: the same value for every check input, so matching it shows little (an "
-            "artefact that ignored its input would match too); verify with real inputs: --data "
-            "FILE.npz") in text.splitlines()
+    assert report["ok"] and report["constant_outputs"] == ["flat:0", "nearly:0"]
+    assert report["check_inputs"] == "N(0, 1)"
+    assert report["artefacts"]["frozen"]["max_abs_diff"] <= 1e-6
+    assert ("  ! flat:0, nearly:0: one value (within the tolerance) for every check input, so "
+            "comparing them shows little (an artefact that gave that value whatever its input "
+            "would pass); verify with real inputs: --data FILE.npz") in \
+        inf.format_report(report).splitlines()
+    # rows of --data that differ: the same finding, and the advice is about those rows
+    rows = np.random.default_rng(0).normal(size=(40, C)).astype(np.float32)
+    given = inf.to_inference(prefix, outputs, str(tmp_path / "o2"), formats=["frozen"],
+                             latency_runs=0, data={"x": rows})
+    assert given["constant_outputs"] == ["flat:0", "nearly:0"] and given["check_inputs"] == "--data"
+    assert inf.format_report(given).splitlines()[-2].endswith(
+        "; these were the --data rows: try rows that should give other outputs")
     # one --data row, tiled into every check batch: the inputs are the same too, nothing is claimed
-    one_row = inf.to_inference(prefix, ["flat", "varies"], str(tmp_path / "o1"), formats=["frozen"],
-                               latency_runs=0, data={"x": np.ones((1, C), np.float32)})
+    one_row = inf.to_inference(prefix, outputs, str(tmp_path / "o1"), formats=["frozen"],
+                               latency_runs=0, data={"x": rows[:1]})
     assert one_row["ok"] and one_row["constant_outputs"] == []

@@ -13,7 +13,6 @@ the recalibrated statistics are compared with moments computed here from the use
 inputs, run in a session on the same data."""
 
 import sys
-import warnings
 
 import numpy as np
 import pytest

@@ -23,6 +23,7 @@ placeholder and the UPDATE_OPS wired into 2 SGD steps, as users trained it.
 Memory is measured, never asserted (tests check that the fields are computed).
 """
 
+import gc
 import importlib
 import os
 import subprocess
@@ -103,9 +104,11 @@ def run_step(step, frozen_path, report_path, scratch):
                     graph.get_tensor_by_name(i).dtype.as_numpy_dtype) for i in inputs})
     elif step == "onnx":
         del graph
+        gc.collect()  # a tf.Graph is a reference cycle: gone before the step, as in to-inference
         formats.write_onnx(graph_def, inputs, outputs, os.path.join(scratch, "model.onnx"))
     elif step == "tflite":
         del graph
+        gc.collect()
         formats.write_tflite(graph_def, inputs, outputs, shapes, os.path.join(scratch, "model.tflite"))
     else:
         raise ValueError(f"step must be one of {', '.join(STEPS)}, got {step!r}")

@@ -3,6 +3,7 @@
 prediction feeds (``verify``), time the variants (``latency``) and move what ran into ``--out``.
 (Moved from ``tools/inference.py``; the report gains ``passes``: one record per pass run.)"""
 
+import functools
 import gc
 import os
 
@@ -173,7 +174,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
     InferenceError for bad input or an op a format cannot take (nothing written then).
     ``progress``: a progress factory (``tf1_repro.progress.factory()``; None shows nothing)
     that starts once the input is checked: one unit per stage (reference run, each format
-    written, each verified, moving), and a bar of timing rounds.
+    written, each verified, moving), and a bar of timing rounds per variant.
 
     TF2 SavedModels and Keras files: ``signature`` picks the signature frozen (default
     ``serving_default``); ``outputs`` may be empty (the signature's outputs, served under the
@@ -245,6 +246,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                                                        progress=progress)
                 if error:
                     latency_errors[variant] = error
+
             original = fmt.open_session(graph, sess, conv["outputs"], conv["feeds"])
             repaired = fmt.open_graph_def(conv["repaired"], conv["outputs"]) if conv["fixed"] else None
             reference_runner = repaired or original
@@ -274,14 +276,17 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             original = reference_runner = graph = sess = findings = fixes = art = None
             gc.collect()
             with tempfile.TemporaryDirectory() as tmp:
-                unfolded_path = fmt.write_frozen(unfolded, os.path.join(tmp, "unfolded.pb")) \
-                    if latency_runs else None
+                open_unfolded = _timing_copy(fmt, unfolded, os.path.join(tmp, "unfolded.pb"),
+                                             served_outputs) if latency_runs else None
                 unfolded = None
                 staged, artefacts, skipped = _write_formats(
                     fmt, formats, folded, conv["inputs"], served_outputs, shapes, tmp, input_keys,
                     output_keys, log, bar)
-                folded_path = staged.get("frozen") or (
-                    fmt.write_frozen(folded, os.path.join(tmp, "folded.pb")) if latency_runs else None)
+                if "frozen" in staged:  # the same bytes
+                    open_folded = functools.partial(fmt.open_frozen, staged["frozen"], served_outputs)
+                else:
+                    open_folded = _timing_copy(fmt, folded, os.path.join(tmp, "folded.pb"),
+                                               served_outputs) if latency_runs else None
                 folded = None
                 gc.collect()
                 for name, staged_path in staged.items():
@@ -297,9 +302,9 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                     runner = None
                 bar.update(len(formats) - len(staged))  # skipped or failed: nothing to verify
                 if latency_runs:
-                    time_("frozen_unfolded", lambda: fmt.open_frozen(unfolded_path, served_outputs))
+                    time_("frozen_unfolded", open_unfolded)
                     if "folded" not in latency:  # the frozen artefact was not written or not run
-                        time_("folded", lambda: fmt.open_frozen(folded_path, served_outputs))
+                        time_("folded", open_folded)
                     latency = {v: latency[v] for v in VARIANTS if v in latency}
                 _move_verified(staged, artefacts, targets, out_dir)
                 artefacts = {n: artefacts[n] for n in formats if n in artefacts}
@@ -308,7 +313,8 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
         if sess is not None:
             sess.close()
     finite = all(np.all(np.isfinite(v)) for values in reference.values() for v in values)
-    constant = _constant_outputs(reference[max(reference)], served_outputs, checks[max(checks)])
+    constant = _constant_outputs(reference[max(reference)], served_outputs, checks[max(checks)],
+                                 tolerance)
     ok = finite and deterministic and all(not a.get("error") and a["within_tolerance"] and a["batch_independent"]
                         and a["deterministic"] for a in artefacts.values()) and not latency_errors
     ok = ok and not conv["not_fixed"] and (fix_checks is None or fix_checks["ok"])
@@ -334,29 +340,36 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             "artefacts": artefacts, "skipped": skipped, "latency_ms": latency,
             "latency_runs": latency_runs, "latency_errors": latency_errors,
             "tolerance": tolerance, "original_finite": bool(finite),
-            "constant_outputs": constant,
+            "constant_outputs": constant, "check_inputs": "--data" if data is not None else "N(0, 1)",
             "original_deterministic": bool(deterministic), "ok": bool(ok)}
 
 
 
 
-def _constant_outputs(values, outputs, feeds):
-    """The outputs whose every row is the same finite value on the largest check batch (a
-    saturated softmax, an untrained net's flat output) although its input rows differ: a
-    comparison on them cannot tell an artefact that ignores its input from a right one.
-    (Non-finite outputs have their own line; with every input row the same, e.g. a one-row
-    --data file tiled, nothing is claimed.)"""
-    if all(_rows_equal(v) for v in feeds.values()):
+def _constant_outputs(values, outputs, feeds, tolerance):
+    """The outputs that are one value, within ``tolerance`` (verify's own: ``tolerance *
+    max(1, max |output|)``), for every row of the largest check batch although the input rows
+    differ (a saturated softmax, an untrained net's flat output): an artefact that gave that
+    value whatever its input would pass the comparison on them. Only outputs with a finite value
+    and one row per input row count (non-finite outputs have their own line); with every input
+    row the same (a one-row --data file, tiled) nothing is claimed."""
+    if all(_spread(v) == 0 for v in feeds.values()):
         return []
+    batch = max(len(v) for v in feeds.values())
     return [name for name, value in zip(outputs, values)
-            if np.all(np.isfinite(value)) and _rows_equal(value)]
+            if np.ndim(value) >= 1 and len(value) == batch and np.size(value) and
+            np.all(np.isfinite(value)) and _spread(value) <= tolerance * max(
+                1.0, float(np.max(np.abs(value))))]
 
 
-def _rows_equal(value):
-    """Whether ``value`` has at least two rows and every row equals the first."""
+def _spread(value):
+    """max |row - first row| over the rows of ``value`` (0 for fewer than two rows)."""
     value = np.asarray(value)
-    return value.ndim >= 1 and len(value) > 1 and \
-        np.array_equal(value, np.broadcast_to(value[:1], value.shape))
+    if value.ndim == 0 or len(value) < 2 or not value.size:
+        return 0.0
+    if value.dtype.kind not in "biuf":
+        return 0.0 if np.array_equal(value, np.broadcast_to(value[:1], value.shape)) else np.inf
+    return float(np.max(np.abs(value.astype(np.float64) - value[:1].astype(np.float64))))
 
 
 def _check_out(out_dir, formats, fmt):
@@ -478,6 +491,22 @@ def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolera
         _close(runner)
         return _failed_entry(cannot_run(err)), None
     return {"path": path, "error": None, **result, "bytes": fmt.file_size(path)}, runner
+
+
+def _timing_copy(fmt, graph_def, path, outputs):
+    """An ``open_runner`` for ``time_variant``: ``graph_def`` is written to ``path`` now (so it
+    need not stay in memory until it is timed) and opened from there; a failure to write (a full
+    disk, a graph over protobuf's 2 GB) is raised when it is opened, so the variant gets its
+    one line in ``latency_errors``."""
+    try:
+        fmt.write_frozen(graph_def, path)
+    except Exception as err:  # pylint: disable=broad-except
+        error = err
+
+        def refuse():
+            raise error
+        return refuse
+    return functools.partial(fmt.open_frozen, path, outputs)
 
 
 def _close(runner):

@@ -221,11 +221,23 @@ one_line = error_word_line
 # ---- runners ------------------------------------------------------------------------------
 
 class Runner:
-    """``run(feeds)`` -> list of output arrays, in the order of ``outputs``."""
+    """``run(feeds)`` -> list of output arrays, in the order of ``outputs``; ``close()`` closes
+    what it opened and lets go of it (its ``run`` and ``close`` hold the graph and session,
+    reference cycles that are collected only once nothing holds them); a closed runner cannot
+    run."""
 
     def __init__(self, run, close=lambda: None):
         self.run = run
-        self.close = close
+        self._close = close
+
+    def close(self):
+        close, self._close = self._close, lambda: None
+        self.run = _closed
+        close()
+
+
+def _closed(feeds):
+    raise RuntimeError("the runner is closed")
 
 
 def open_session(graph, sess, outputs, extra_feeds=None):

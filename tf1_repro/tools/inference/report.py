@@ -71,9 +71,12 @@ def format_report(report):
     if report.get("constant_outputs"):
         keys = report.get("output_keys") or {}
         named = [f"{keys[o]} ({o})" if o in keys else o for o in report["constant_outputs"]]
-        lines.append(f"  ! {', '.join(named)}: the same value for every check "
-                     f"input, so matching it shows little (an artefact that ignored its input "
-                     f"would match too); verify with real inputs: --data FILE.npz")
+        advice = ("these were the --data rows: try rows that should give other outputs"
+                  if report.get("check_inputs") == "--data" else
+                  "verify with real inputs: --data FILE.npz")
+        lines.append(f"  ! {', '.join(named)}: one value (within the tolerance) for every check "
+                     f"input, so comparing {'it' if len(named) == 1 else 'them'} shows little "
+                     f"(an artefact that gave that value whatever its input would pass); {advice}")
     lines += _fix_check_lines(report.get("fix_checks"))
     failed = [n for n, a in report["artefacts"].items() if a.get("error")]
     hint = report.get("training_mode_hint")
