@@ -17,7 +17,8 @@ from tf1_repro.tools.inference.convert import convert
 from tf1_repro.tools.inference.errors import InferenceError
 from tf1_repro.tools.inference.latency import VARIANTS, cannot_run, time_variant
 from tf1_repro.tools.inference.training_mode import plan_fixes
-from tf1_repro.tools.inference.verify import input_shapes, make_batches, random_ops, same_outputs, verify
+from tf1_repro.tools.inference.verify import (input_shapes, make_batches, output_scale, random_ops,
+                                              same_outputs, verify)
 
 TF2_FORMATS = ("saved_model_tf2", "keras", "keras_h5")
 # the artefacts whose verified runner is timed (before it is closed), and the variant each is timed as
@@ -263,7 +264,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
             fix_checks = _fix_checks(fmt, art, (graph, sess, findings), fixes, conv, largest,
                                      reference[max(checks)], tolerance) if repaired else None
             if repaired is not None:
-                _close(repaired)
+                repaired.close()
             conv["repaired"] = repaired = None
             bar.update(1, done="reference run")
             if latency_runs:
@@ -298,7 +299,7 @@ def to_inference(path, outputs, out_dir, *, inputs=None, feeds=None, fold=True,
                     if runner is not None and latency_runs and name in TIMED_AS:
                         time_(TIMED_AS[name], lambda r=runner: r)  # closed once timed
                     elif runner is not None:
-                        _close(runner)
+                        runner.close()
                     runner = None
                 bar.update(len(formats) - len(staged))  # skipped or failed: nothing to verify
                 if latency_runs:
@@ -358,8 +359,7 @@ def _constant_outputs(values, outputs, feeds, tolerance):
     batch = max(len(v) for v in feeds.values())
     return [name for name, value in zip(outputs, values)
             if np.ndim(value) >= 1 and len(value) == batch and np.size(value) and
-            np.all(np.isfinite(value)) and _spread(value) <= tolerance * max(
-                1.0, float(np.max(np.abs(value))))]
+            np.all(np.isfinite(value)) and _spread(value) <= tolerance * output_scale(value)]
 
 
 def _spread(value):
@@ -488,7 +488,7 @@ def _verify_artefact(fmt, name, path, inputs, outputs, reference, checks, tolera
     try:
         result = verify(runner, reference, checks, tolerance)
     except Exception as err:  # pylint: disable=broad-except
-        _close(runner)
+        runner.close()
         return _failed_entry(cannot_run(err)), None
     return {"path": path, "error": None, **result, "bytes": fmt.file_size(path)}, runner
 
@@ -507,12 +507,6 @@ def _timing_copy(fmt, graph_def, path, outputs):
             raise error
         return refuse
     return functools.partial(fmt.open_frozen, path, outputs)
-
-
-def _close(runner):
-    """Close a runner and collect its memory (a TF graph and session are reference cycles)."""
-    runner.close()
-    gc.collect()
 
 
 def _move_verified(staged, artefacts, targets, out_dir):

@@ -20,6 +20,7 @@ any other converter failure raises ``FormatError`` with one line.
 """
 
 import contextlib
+import gc
 import importlib
 import os
 import re
@@ -222,8 +223,9 @@ one_line = error_word_line
 
 class Runner:
     """``run(feeds)`` -> list of output arrays, in the order of ``outputs``; ``close()`` closes
-    what it opened and lets go of it (its ``run`` and ``close`` hold the graph and session,
-    reference cycles that are collected only once nothing holds them); a closed runner cannot
+    what it opened, lets go of it and collects it (its ``run`` and ``close`` hold the graph and
+    session, reference cycles that only a full collection frees), so that the next model opened
+    does not sit beside it even while the caller still holds the runner; a closed runner cannot
     run."""
 
     def __init__(self, run, close=lambda: None):
@@ -234,6 +236,7 @@ class Runner:
         close, self._close = self._close, lambda: None
         self.run = _closed
         close()
+        gc.collect()
 
 
 def _closed(feeds):

@@ -10,7 +10,6 @@
   interleaved in each round, so that a change in the machine's load falls on all of them alike.
 """
 
-import gc
 import time
 
 import numpy as np
@@ -25,45 +24,31 @@ def cannot_run(err):
     return f"cannot run: {type(err).__name__}: {run_error_line(err)}"
 
 
-def time_runner(runner, batches, runs=30, seed=0, bar=None):
-    """{str(size): median ms} of one runner over ``runs`` rounds, after one warm-up run per
-    batch size (an exception there, or in a round, propagates). ``bar``: updated once a round."""
-    for size in batches:
-        runner.run(batches[size])
-    rng = np.random.default_rng(seed)
-    keys = [(None, size) for size in batches]
-    times = {key: [] for key in keys}
-    for _ in range(runs):
-        _timed_round({None: runner}, batches, keys, times, rng)
-        if bar is not None:
-            bar.update(1)
-    return {str(size): float(np.median(times[(None, size)])) for size in batches}
-
-
 def time_variant(variant, open_runner, batches, runs=30, seed=0, progress=None):
-    """(``time_runner``'s medians, None) for the runner ``open_runner()`` returns, closed
-    afterwards (and its memory collected); (None, ``cannot_run`` line) when it cannot be opened
-    or run. ``progress`` (a progress factory): a bar ``timing VARIANT`` of ``runs`` rounds."""
-    from tf1_repro import progress as progress_display  # pylint: disable=import-outside-toplevel
+    """(``measure_latency``'s medians for this one variant, None) for the runner
+    ``open_runner()`` returns, closed afterwards (``Runner.close`` collects its memory); (None,
+    ``cannot_run`` line) when it cannot be opened or run. ``progress`` (a progress factory): a
+    bar ``timing VARIANT`` of ``runs`` rounds."""
     try:
         runner = open_runner()
     except Exception as err:  # pylint: disable=broad-except
         return None, cannot_run(err)
+    errors = {}
     try:
-        with progress_display.resolve(progress)(f"timing {variant}", runs, "round") as bar:
-            return time_runner(runner, batches, runs, seed, bar), None
+        medians = measure_latency({variant: runner}, batches, runs, seed, progress, errors,
+                                  desc=f"timing {variant}")[variant]
     except Exception as err:  # pylint: disable=broad-except
         return None, cannot_run(err)
     finally:
         runner.close()
-        del runner
-        gc.collect()  # a TF graph and session are reference cycles: freed before the next opens
+    return medians, errors.get(variant)
 
 
-def measure_latency(runners, batches, runs=30, seed=0, progress=None, errors=None):
+def measure_latency(runners, batches, runs=30, seed=0, progress=None, errors=None, desc="timing"):
     """{variant: {str(size): median ms}} over ``runs`` interleaved rounds (new random order
-    each round, after one warm-up run of each); ``progress`` (a progress factory) counts rounds.
-    A variant whose warm-up run raises gets None, its reason in ``errors`` ({variant: line})."""
+    each round, after one warm-up run of each); ``progress`` (a progress factory) counts rounds
+    in a bar ``desc``. A variant whose warm-up run raises gets None, its reason in ``errors``
+    ({variant: line}); an exception in a timed round propagates."""
     from tf1_repro import progress as progress_display  # pylint: disable=import-outside-toplevel
     errors = {} if errors is None else errors
     for v in runners:
@@ -76,7 +61,7 @@ def measure_latency(runners, batches, runs=30, seed=0, progress=None, errors=Non
     rng = np.random.default_rng(seed)
     times = {(v, s): [] for v in live for s in batches}
     keys = list(times)
-    with progress_display.resolve(progress)("timing", runs, "round") as bar:
+    with progress_display.resolve(progress)(desc, runs, "round") as bar:
         for _ in range(runs):
             _timed_round(runners, batches, keys, times, rng)
             bar.update(1)

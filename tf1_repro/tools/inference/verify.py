@@ -65,8 +65,8 @@ def verify(runner, reference, batches, tolerance=1e-4):
         for got, want in zip(outputs[size], reference[size]):
             d = _max_diff(got, want)
             diff = max(diff, d)
-            rel = max(rel, d / _scale(want))
-            ok &= d <= tolerance * _scale(want)
+            rel = max(rel, d / output_scale(want))
+            ok &= d <= tolerance * output_scale(want)
     largest = max(batches)
     feeds = batches[largest]
     again = runner.run(feeds)
@@ -77,7 +77,7 @@ def verify(runner, reference, batches, tolerance=1e-4):
         alone = runner.run({k: v[row:row + 1] for k, v in feeds.items()})
         for got, want in zip(alone, outputs[largest]):
             independent &= _max_diff(got, np.asarray(want, np.float64)[row:row + 1]) <= \
-                tolerance * _scale(want)
+                tolerance * output_scale(want)
     return {"max_abs_diff": diff, "max_rel_diff": rel, "within_tolerance": bool(ok),
             "batch_independent": bool(independent), "deterministic": bool(deterministic)}
 
@@ -95,7 +95,8 @@ def _max_diff(got, want):
         np.all(same) else 0.0
 
 
-def _scale(want):
+def output_scale(want):
+    """max(1, max |finite value|): the scale ``tolerance`` is relative to."""
     finite = np.asarray(want, np.float64)
     finite = finite[np.isfinite(finite)]
     return max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
